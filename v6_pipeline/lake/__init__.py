@@ -1,0 +1,1 @@
+"""The lake side: Delta tables of positions, snapshots and discrepancies."""

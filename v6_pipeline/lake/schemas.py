@@ -1,0 +1,77 @@
+"""The schemas of every Delta table the project reads or writes, in one place.
+
+Timestamps are UTC with microsecond precision everywhere.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+UTC_US = pa.timestamp("us", tz="UTC")
+
+# The event log the streamer writes: one row per position change.
+POSITION_UPDATES = pa.schema(
+    [
+        pa.field("account", pa.string()),
+        pa.field("conid", pa.int64(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("sec_type", pa.string()),
+        pa.field("right", pa.string()),
+        pa.field("strike", pa.float64()),
+        pa.field("expiry", pa.string()),
+        pa.field("multiplier", pa.string()),
+        pa.field("currency", pa.string()),
+        pa.field("position", pa.float64(), nullable=False),
+        pa.field("avg_cost", pa.float64()),
+        pa.field("timestamp", UTC_US, nullable=False),
+    ]
+)
+POSITION_UPDATES_PARTITION_BY = ["symbol"]
+# What a legacy writer's table must have; `account` and `sec_type` may be absent.
+POSITION_UPDATES_REQUIRED = ("conid", "symbol", "position", "timestamp")
+
+# One row per IB position per 5-minute window, as IB reported it.
+IB_POSITION_SNAPSHOTS = pa.schema(
+    [
+        pa.field("window_start", UTC_US, nullable=False),
+        pa.field("taken_at", UTC_US, nullable=False),
+        pa.field("account", pa.string(), nullable=False),
+        pa.field("conid", pa.int64(), nullable=False),
+        pa.field("symbol", pa.string()),
+        pa.field("sec_type", pa.string()),
+        pa.field("right", pa.string()),
+        pa.field("strike", pa.float64()),
+        pa.field("expiry", pa.string()),
+        pa.field("multiplier", pa.string()),
+        pa.field("currency", pa.string()),
+        pa.field("position", pa.float64(), nullable=False),
+        pa.field("avg_cost", pa.float64()),
+    ]
+)
+
+# One row per discrepancy per window; `reconcile()` returns these columns without
+# `window_start`.
+POSITION_DISCREPANCIES = pa.schema(
+    [
+        pa.field("window_start", UTC_US, nullable=False),
+        pa.field("as_of", UTC_US, nullable=False),
+        pa.field("account", pa.string(), nullable=False),
+        pa.field("conid", pa.int64(), nullable=False),
+        pa.field("symbol", pa.string()),
+        pa.field("sec_type", pa.string()),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("severity", pa.string(), nullable=False),
+        pa.field("ib_position", pa.float64(), nullable=False),
+        pa.field("delta_position", pa.float64()),
+        pa.field("delta_updated_at", UTC_US),
+        pa.field("details", pa.string(), nullable=False),
+    ]
+)
+
+
+def polars_schema(schema: pa.Schema, *, drop: tuple[str, ...] = ()) -> pl.Schema:
+    """The polars equivalent of a pyarrow table schema, without the `drop` columns."""
+    empty = pl.from_arrow(schema.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    return pl.Schema({k: v for k, v in empty.schema.items() if k not in drop})
