@@ -98,9 +98,7 @@ def main() -> None:
         ours, result = best_of(
             args.repeat, lambda ib=ib, delta=delta: reconcile(ib, delta, as_of=AS_OF)
         )
-        theirs, _ = best_of(
-            args.repeat, lambda ib=ib, delta=delta: plan_dict_loop(ib, delta)
-        )
+        theirs, _ = best_of(args.repeat, lambda ib=ib, delta=delta: plan_dict_loop(ib, delta))
         assert isinstance(result, pl.DataFrame)
         print(
             f"{n:>10,} {ours * 1000:>10.1f}ms {theirs * 1000:>10.1f}ms "

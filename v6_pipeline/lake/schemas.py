@@ -69,6 +69,38 @@ POSITION_DISCREPANCIES = pa.schema(
     ]
 )
 
+# One row per stored IB snapshot, written after its rows: the window's commit marker.
+# A window with rows here was snapshotted (maybe with zero positions); without, never.
+IB_SNAPSHOT_LOG = pa.schema(
+    [
+        pa.field("window_start", UTC_US, nullable=False),
+        pa.field("taken_at", UTC_US, nullable=False),
+        pa.field("position_count", pa.int64(), nullable=False),
+        pa.field("accounts", pa.string(), nullable=False),  # managed accounts, comma-separated
+        pa.field("duration_s", pa.float64(), nullable=False),
+    ]
+)
+
+# The per-window tables are partitioned by the UTC date of `window_start` (not by window:
+# 288 windows a day would make tiny files); `write_window` adds this column.
+WINDOW_DATE = pa.field("window_date", pa.date32(), nullable=False)
+WINDOW_PARTITION_BY = [WINDOW_DATE.name]
+
+# `read_latest`'s checkpoint (one small Delta table per `position_updates`): the rows it
+# keeps (`conid` set) with their write order `_seq`, the data files it has seen (`_file`
+# set) and one header row (`_source_version` set).
+CHECKPOINT = pa.schema(
+    [
+        *(field.with_nullable(True) for field in POSITION_UPDATES),
+        pa.field("_seq", pa.int64()),
+        pa.field("_file", pa.string()),
+        pa.field("_source_version", pa.int64()),
+        pa.field("_source_id", pa.string()),
+        pa.field("_cutoff", UTC_US),
+        pa.field("_default_account", pa.string()),
+    ]
+)
+
 
 def polars_schema(schema: pa.Schema, *, drop: tuple[str, ...] = ()) -> pl.Schema:
     """The polars equivalent of a pyarrow table schema, without the `drop` columns."""
