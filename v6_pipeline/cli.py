@@ -14,6 +14,9 @@ import sys
 # name -> module implementing it
 COMMANDS: dict[str, str] = {
     "demo": "v6_pipeline.demo.command",
+    "reconcile": "v6_pipeline.reconcile_command",
+    "gateway": "v6_pipeline.ib.gateway.command",
+    "lake": "v6_pipeline.lake.command",
 }
 
 
@@ -34,10 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The project's own progress at INFO; libraries (ib_async logs every position it
+    # receives, alembic every migration) only when they warn, unless --verbose.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("v6_pipeline").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return int(args._run(args) or 0)
 
 

@@ -1,31 +1,149 @@
-"""The `v6` command as a user runs it."""
+"""The `v6` command as a user runs it: a real process, the real emulator, real tables."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from v6_pipeline.demo.book import demo_position_updates, portfolio_path
+from v6_pipeline.ib.gateway import GatewayThread, load_portfolio
+from v6_pipeline.lake.lake import Lake
 
 
-def test_demo_prints_the_verdict() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "v6_pipeline.cli", "demo"],
+def v6(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "v6_pipeline.cli", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
-    assert proc.returncode == 0, proc.stderr
-    assert "NAKED_POSITION" in proc.stdout
-    assert "conid 500004" in proc.stdout
+
+
+def test_demo_runs_as_designed(tmp_path: Path) -> None:
+    proc = v6("demo", "--dir", str(tmp_path / "demo"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "no_naked_positions FAILED (1 naked position(s))" in out
+    for kind in ("NAKED_POSITION", "MISSING_FROM_DELTA", "POSITION_MISMATCH", "STALE_DATA"):
+        assert kind in out
+    assert "conid 500004" in out  # the naked leg
+    assert "conid 500005" not in out.split("discrepancy row(s):")[1]  # closed to 0: quiet
+    assert "v6 demo --ui" in out
+    assert (tmp_path / "demo" / "lake" / "position_discrepancies" / "_delta_log").is_dir()
+    assert (tmp_path / "demo" / "dagster_home" / "dagster.yaml").is_file()
+    # Running it again starts afresh, in the folder it made.
+    assert v6("demo", "--dir", str(tmp_path / "demo")).returncode == 0
+
+
+def test_demo_refuses_to_wipe_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    proc = v6("demo", "--dir", str(tmp_path))
+    assert proc.returncode == 1
+    assert "was not made by the demo" in proc.stdout
+    assert (tmp_path / "precious.txt").exists()
+
+
+@pytest.fixture
+def gateway() -> Iterator[GatewayThread]:
+    with GatewayThread(load_portfolio(portfolio_path())) as gw:
+        yield gw
+
+
+def settings(gw: GatewayThread, lake_dir: Path, home: Path) -> dict[str, str]:
+    return {
+        "V6_IB_PORT": str(gw.port),
+        "V6_LAKE_DIR": str(lake_dir),
+        "DAGSTER_HOME": str(home),
+        "V6_IB_TIMEOUT_S": "2",
+    }
+
+
+def test_reconcile_exits_2_on_a_naked_position(gateway: GatewayThread, tmp_path: Path) -> None:
+    Lake(tmp_path / "lake").append_position_updates(demo_position_updates(datetime.now(UTC)))
+    proc = v6("reconcile", env=settings(gateway, tmp_path / "lake", tmp_path / "home"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "CRITICAL" in proc.stdout
+    assert "NAKED: DU222 SPY 2026-12-18 580 P" in proc.stdout
+    assert f"Dagster instance: {tmp_path / 'home'}" in proc.stdout
+
+
+def test_reconcile_exits_1_when_ib_fails(gateway: GatewayThread, tmp_path: Path) -> None:
+    Lake(tmp_path / "lake").append_position_updates(demo_position_updates(datetime.now(UTC)))
+    gateway.set_faults(["connectivity-lost"])
+    proc = v6("reconcile", env=settings(gateway, tmp_path / "lake", tmp_path / "home"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "error 1100" in proc.stdout
+    assert "No discrepancy rows were written" in proc.stdout
+
+
+def test_reconcile_names_a_missing_lake(gateway: GatewayThread, tmp_path: Path) -> None:
+    proc = v6("reconcile", env=settings(gateway, tmp_path / "typo", tmp_path / "home"))
+    assert proc.returncode == 1
+    assert str(tmp_path / "typo" / "position_updates") in proc.stdout
+
+
+def test_reconcile_rejects_a_bad_window(tmp_path: Path) -> None:
+    proc = v6("reconcile", "--window", "2026-11-25 14:05", env={"DAGSTER_HOME": ""})
+    assert proc.returncode == 1
+    assert "not a window key" in proc.stdout
 
 
 def test_unknown_command_is_a_usage_error() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "v6_pipeline.cli", "frobnicate"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = v6("frobnicate")
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_demo_ui_serves_dagster_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v6_pipeline.cli", "demo", "--ui", "--ui-port", str(port),
+         "--dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        info = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as r:
+                    info = json.load(r)
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert info is not None, "the Dagster UI did not come up"
+        assert "dagster_webserver_version" in info
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    gateway_port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", out).group(1))
+    for stopped in (port, gateway_port):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", stopped)) != 0, f"port {stopped} still open"

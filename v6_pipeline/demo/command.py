@@ -1,17 +1,39 @@
-"""`v6 demo`: the reconciliation on the demo books, printed for a person."""
+"""`v6 demo`: the main job on embedded defaults, printed for a person.
+
+Starts the IB Gateway emulator on a free port with the demo portfolio, writes a demo
+`position_updates` log that disagrees with it in every way the contract knows, and
+materializes the newest closed window through a real Dagster instance. `--ui` then
+keeps the emulator up and starts `dagster dev` on the same lake and instance.
+"""
 
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 
-import polars as pl
-
-HELP = "run one reconciliation on the embedded demo books and print the verdict"
+HELP = "run the pipeline once on embedded defaults (emulator + local Delta) and explain it"
+MARKER = ".v6-demo"  # only a folder the demo made is ever wiped
+EXPECTED = {"NAKED_POSITION", "MISSING_FROM_DELTA", "POSITION_MISMATCH", "STALE_DATA"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    del parser  # no options yet
+    parser.add_argument(
+        "--dir",
+        default="data/demo",
+        help="where the demo's lake and Dagster home go; recreated each run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ui", action="store_true", help="then start the Dagster UI on the same data"
+    )
+    parser.add_argument("--ui-port", type=int, default=3000, help="UI port (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,27 +41,105 @@ def run(args: argparse.Namespace) -> int:
         DEMO_STALE_AFTER_S,
         STORY,
         demo_position_updates,
-        portfolio_json,
+        portfolio_path,
     )
-    from v6_pipeline.reconcile import reconcile
+    from v6_pipeline.ib.gateway import GatewayThread, load_portfolio
+    from v6_pipeline.lake.lake import Lake
 
-    now = datetime.now(UTC)
-    ib = pl.DataFrame(portfolio_json()["positions"]).select(
-        "account", "conid", "symbol", "sec_type", "expiry", "strike", "right", "position"
-    )
-    delta = (
-        demo_position_updates(now)
-        .sort("timestamp")
-        .group_by("account", "conid", maintain_order=True)
-        .last()
-    )
-    result = reconcile(ib, delta, as_of=now, stale_after=timedelta(seconds=DEMO_STALE_AFTER_S))
-    print("NOTE: the IB Gateway emulator and the Dagster pipeline are not built yet;")
-    print("this demo runs the pure reconciliation on the demo books only.\n")
-    print("The demo books plant:")
-    for leg, story in STORY:
-        print(f"  {leg:<30} {story}")
-    print(f"\nReconciliation as of {now:%Y-%m-%d %H:%M:%S} UTC: {result.height} discrepancies")
-    for row in result.iter_rows(named=True):
-        print(f"  [{row['severity']:>8}] {row['type']:<19} {row['details']}")
-    return 0
+    logging.getLogger("v6_pipeline").setLevel(logging.WARNING)  # the printout tells the story
+    base = _fresh_dir(Path(args.dir))
+    if base is None:
+        return 1
+    lake_dir, home = base / "lake", base / "dagster_home"
+    started = time.monotonic()
+    with GatewayThread(load_portfolio(portfolio_path())) as gateway:
+        env = {
+            "V6_IB_HOST": gateway.host,
+            "V6_IB_PORT": str(gateway.port),
+            "V6_LAKE_DIR": str(lake_dir),
+            "V6_STALE_AFTER_S": str(DEMO_STALE_AFTER_S),
+            "DAGSTER_HOME": str(home),
+        }
+        os.environ.update(env)
+        print(f"IB Gateway emulator listening on {gateway.host}:{gateway.port} (demo portfolio)")
+        Lake(lake_dir).append_position_updates(demo_position_updates(datetime.now(UTC)))
+        print(f"Demo position log written to {lake_dir}/position_updates\n")
+        print("The demo books plant:")
+        for leg, story in STORY:
+            print(f"  {leg:<28} {story}")
+        print()
+        outcome = _run_once()
+        print(f"\n(finished in {time.monotonic() - started:.1f} s)")
+        planted = set(outcome.discrepancies["type"])
+        as_designed = outcome.naked_check_passed is False and planted == EXPECTED
+        if not as_designed:
+            print("The demo did NOT turn out as designed: see above.")
+            return 1
+        if not args.ui:
+            print("\nNext, watch it run every 5 minutes in the Dagster UI on the same data:")
+            print(f"  v6 demo --ui --dir {args.dir}")
+            return 0
+        return _serve_ui(env, args.ui_port)
+
+
+def _run_once():  # -> Outcome; imports Dagster only once the environment is set
+    import dagster as dg
+
+    from v6_pipeline.definitions import build_defs
+    from v6_pipeline.defs.partitions import last_closed_window, window_key
+    from v6_pipeline.defs.resources import resources_from_env
+    from v6_pipeline.home import prepare_home
+    from v6_pipeline.report import print_outcome
+    from v6_pipeline.runner import run_windows
+
+    prepare_home(os.environ["DAGSTER_HOME"])
+    key = window_key(last_closed_window(datetime.now(UTC)))
+    print(f"Materializing window {key} (UTC) through Dagster ...\n")
+    with dg.DagsterInstance.get() as instance:
+        outcome = run_windows(
+            build_defs(resources_from_env()), key, instance=instance, log_level="CRITICAL"
+        )
+    print_outcome(outcome, lake_dir=os.environ["V6_LAKE_DIR"])
+    return outcome
+
+
+def _fresh_dir(base: Path) -> Path | None:
+    base = base.expanduser().resolve()
+    if base.exists() and any(base.iterdir()):
+        if not (base / MARKER).exists():
+            print(f"v6 demo: {base} exists and was not made by the demo; choose another --dir")
+            return None
+        shutil.rmtree(base)
+    base.mkdir(parents=True, exist_ok=True)
+    (base / MARKER).write_text("made by `v6 demo`; recreated on every run\n")
+    return base
+
+
+def _serve_ui(env: dict[str, str], port: int) -> int:
+    """`dagster dev` on the demo's data until Ctrl-C; the emulator stays up meanwhile."""
+    command = [
+        sys.executable, "-m", "dagster", "dev",
+        "-m", "v6_pipeline.definitions", "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    print(f"\nStarting the Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops everything)")
+    print("The schedule reconciles every 5 minutes; open the failed no_naked_positions check,")
+    print("or launch a backfill from the position_discrepancies asset page.")
+    # Its own process group, so Ctrl-C and the shutdown reach the daemon and webserver.
+    proc = subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

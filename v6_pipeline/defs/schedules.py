@@ -1,0 +1,48 @@
+"""Schedules: reconcile each window as it closes; maintain the lake daily."""
+
+import dagster as dg
+
+from v6_pipeline.defs.jobs import lake_maintenance_job, reconciliation_job
+from v6_pipeline.defs.partitions import last_closed_window, window_key
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+@dg.schedule(
+    job=reconciliation_job,
+    cron_schedule="*/5 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Every 5 minutes, reconcile the window that has just closed. Skips while a "
+        "previous reconciliation run is still in flight, so two runs never query IB at once."
+    ),
+)
+def reconciliation_schedule(
+    context: dg.ScheduleEvaluationContext,
+) -> dg.RunRequest | dg.SkipReason:
+    key = window_key(last_closed_window(context.scheduled_execution_time))
+    running = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=reconciliation_job.name, statuses=IN_FLIGHT), limit=1
+    )
+    if running:
+        return dg.SkipReason(
+            f"skipping window {key}: run {running[0].run_id[:8]} is still in flight "
+            "(a slow gateway?); the next window will be taken as usual"
+        )
+    return dg.RunRequest(run_key=key, partition_key=key)
+
+
+lake_maintenance_schedule = dg.ScheduleDefinition(
+    name="lake_maintenance_schedule",
+    job=lake_maintenance_job,
+    cron_schedule="17 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily at 03:17 UTC: compact and vacuum the Delta tables.",
+)

@@ -1,0 +1,131 @@
+"""What the gateway answers, as bytes: pure functions of the portfolio and the faults.
+
+The session does the I/O; here is what goes on the wire, including how each
+positions fault bends the answer to reqPositions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from v6_pipeline.ib import protocol
+from v6_pipeline.ib.gateway.faults import Fault, FaultName, active, delay_seconds
+from v6_pipeline.ib.gateway.portfolio import Portfolio, Position
+
+# IB's own codes and texts.
+CLIENT_ID_IN_USE = (
+    326,
+    "Unable to connect as the client id is already in use. Retry with a unique client id.",
+)
+CONNECTIVITY_LOST = (1100, "Connectivity between IB and Trader Workstation has been lost.")
+READ_ONLY = (
+    321,
+    "Error validating request.-'bW' : cause - The API interface is currently in Read-Only mode.",
+)
+# IB serves every request; the emulator serves positions and account data. 322 is
+# IB's "server error when processing an API client request", which ib_async treats
+# as a failed request (ending its wait) rather than a warning.
+UNSUPPORTED = 322
+MALFORMED = 320  # IB's "server error when reading an API client request"
+
+# A quantity no client can parse as a number (not "nan": Python's float() takes it).
+MALFORMED_QUANTITY = "--"
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsAnswer:
+    """How reqPositions is answered under the faults in force."""
+
+    delay: float
+    """seconds to wait before sending"""
+    payload: bytes
+    """the frames to send"""
+    subscribe: bool
+    """whether live updates follow"""
+    close: bool
+    """whether the connection is closed after the payload"""
+    count: int
+    """position frames in the payload"""
+
+
+def positions(
+    portfolio: Portfolio, faults: Sequence[Fault], server_version: int
+) -> PositionsAnswer:
+    delay = delay_seconds(faults)
+    if active(faults, FaultName.CONNECTIVITY_LOST):
+        code, message = CONNECTIVITY_LOST
+        payload = protocol.error(server_version, protocol.NO_REQUEST_ID, code, message)
+        return PositionsAnswer(delay, payload, subscribe=False, close=False, count=0)
+
+    frames: list[bytes] = []
+    for row in portfolio.positions:
+        if active(faults, FaultName.DUPLICATE_POSITIONS):
+            frames.append(protocol.position(row, quantity=row.position + 1))
+        frames.append(protocol.position(row))
+    if frames and active(faults, FaultName.MALFORMED_POSITION):
+        frames[0] = protocol.position(portfolio.positions[0], quantity=MALFORMED_QUANTITY)
+
+    if active(faults, FaultName.DROP_MID_POSITIONS):
+        half = frames[: len(frames) // 2]
+        return PositionsAnswer(delay, b"".join(half), subscribe=False, close=True, count=len(half))
+    if not active(faults, FaultName.NO_POSITION_END):
+        frames.append(protocol.position_end())
+    return PositionsAnswer(
+        delay, b"".join(frames), subscribe=True, close=False, count=len(portfolio.positions)
+    )
+
+
+def position_updates(changes: Sequence[Position]) -> bytes:
+    return b"".join(protocol.position(row) for row in changes)
+
+
+def start(portfolio: Portfolio, next_order_id: int) -> bytes:
+    """The answer to startApi: the API is ready for ib_async once both are in."""
+    return protocol.managed_accounts(portfolio.accounts) + protocol.next_valid_id(next_order_id)
+
+
+def portfolio_values(rows: Sequence[Position]) -> bytes:
+    """updatePortfolio frames, marked at cost (no market data here: P&L is zero)."""
+    out = []
+    for row in rows:
+        price = row.avg_cost / _multiplier(row)
+        out.append(protocol.portfolio_value(row, price, row.position * row.avg_cost))
+    return b"".join(out)
+
+
+def account_updates(portfolio: Portfolio, account: str, now: datetime) -> bytes:
+    """reqAccountUpdates: account values, the account's portfolio, then the end."""
+    return b"".join(
+        (
+            *(protocol.account_value(tag, value, "", account) for tag, value in _values(account)),
+            portfolio_values(portfolio.in_account(account)),
+            protocol.account_update_time(now),
+            protocol.account_download_end(account),
+        )
+    )
+
+
+def account_updates_multi(req_id: int, account: str, model_code: str) -> bytes:
+    return b"".join(
+        (
+            *(
+                protocol.account_update_multi(req_id, account, model_code, tag, value, "")
+                for tag, value in _values(account)
+            ),
+            protocol.account_update_multi_end(req_id),
+        )
+    )
+
+
+def _values(account: str) -> tuple[tuple[str, str], ...]:
+    return (("AccountCode", account), ("AccountReady", "true"))
+
+
+def _multiplier(row: Position) -> float:
+    try:
+        value = float(row.multiplier)
+    except ValueError:
+        return 1.0
+    return value if value > 0 else 1.0

@@ -1,0 +1,293 @@
+"""A complete, read-only IB position snapshot, or an exception that says why not.
+
+Complete means: `positionEnd` arrived, on a connection that stayed up, with no
+position frame lost to ib_async's decoder (it logs and skips a frame it cannot
+parse, which would otherwise look like a smaller book) and no "connectivity lost"
+(1100) from the gateway meanwhile. Anything less raises an `IBSnapshotError`: an
+empty or partial answer is never taken for "IB holds nothing".
+
+The connection is opened with the bare API handshake (`Client.connectAsync`) rather
+than `IB.connectAsync`, which would also download orders, executions and account
+values and only log a timed-out positions request. One snapshot is in flight per
+process: ib_async orphans the first of two concurrent position requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import polars as pl
+from ib_async import IB, Position
+
+from v6_pipeline.ib.errors import (
+    ClientIdInUseError,
+    ConnectivityLostError,
+    GatewayDisconnectedError,
+    GatewayUnreachableError,
+    IBSnapshotError,
+    MalformedPositionError,
+    SnapshotTimeoutError,
+)
+from v6_pipeline.lake.schemas import IB_POSITION_SNAPSHOTS, polars_schema
+
+log = logging.getLogger(__name__)
+
+# The snapshot's columns: the stored table's, less what the pipeline adds per window.
+POSITIONS_SCHEMA: pl.Schema = polars_schema(
+    IB_POSITION_SNAPSHOTS, drop=("window_start", "taken_at")
+)
+
+_ONE_AT_A_TIME = threading.Lock()
+_CLIENT_ID_IN_USE = 326
+_CONNECTIVITY_LOST = 1100
+_POSITION_MSG_PREFIX = "Error handling fields: ['61'"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class IBSnapshot:
+    """Every position of every managed account, as IB reported them at `taken_at`."""
+
+    positions: pl.DataFrame  # POSITIONS_SCHEMA, one row per (account, conid)
+    taken_at: datetime  # when positionEnd arrived (UTC)
+    accounts: tuple[str, ...]  # managed accounts the gateway announced
+    duration_s: float  # from the first connection attempt to positionEnd
+    attempts: int
+    server_version: int
+
+
+def take_snapshot(
+    host: str,
+    port: int,
+    client_id: int,
+    *,
+    timeout_s: float = 30.0,
+    max_attempts: int = 3,
+    backoff_s: float = 0.5,
+) -> IBSnapshot:
+    """Blocking form of `take_snapshot_async`, safe to call from any thread."""
+    with _ONE_AT_A_TIME:
+        return _run(
+            take_snapshot_async(
+                host,
+                port,
+                client_id,
+                timeout_s=timeout_s,
+                max_attempts=max_attempts,
+                backoff_s=backoff_s,
+            )
+        )
+
+
+async def take_snapshot_async(
+    host: str,
+    port: int,
+    client_id: int,
+    *,
+    timeout_s: float = 30.0,
+    max_attempts: int = 3,
+    backoff_s: float = 0.5,
+) -> IBSnapshot:
+    """Take one complete snapshot within `timeout_s`, retrying transient failures.
+
+    All attempts together stay within `timeout_s`; the last error is raised.
+    """
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    started = time.monotonic()
+    deadline = started + timeout_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            positions, accounts, server_version = await _attempt(
+                host, port, client_id, deadline, timeout_s
+            )
+        except IBSnapshotError as exc:
+            pause = backoff_s * 2 ** (attempt - 1)
+            remaining = deadline - time.monotonic()
+            if not exc.transient or attempt >= max_attempts or remaining <= pause + 0.1:
+                log.error("IB snapshot failed after %d attempt(s): %s", attempt, exc)
+                raise
+            log.warning(
+                "IB snapshot attempt %d failed (%s); retrying in %.1f s", attempt, exc, pause
+            )
+            await asyncio.sleep(pause)
+            continue
+        taken_at = datetime.now(UTC)
+        duration = time.monotonic() - started
+        log.info(
+            "IB snapshot complete: %d position(s) in %d account(s) in %.2f s (attempt %d)",
+            positions.height,
+            len(accounts),
+            duration,
+            attempt,
+        )
+        return IBSnapshot(positions, taken_at, accounts, duration, attempt, server_version)
+
+
+async def _attempt(
+    host: str, port: int, client_id: int, deadline: float, timeout_s: float
+) -> tuple[pl.DataFrame, tuple[str, ...], int]:
+    ib = IB()
+    loop = asyncio.get_running_loop()
+    # The first reason this attempt cannot succeed, set from ib_async's events.
+    failure: asyncio.Future[IBSnapshotError] = loop.create_future()
+    received = 0
+    stage = "the API handshake"
+
+    def fail(error: IBSnapshotError) -> None:
+        if not failure.done():
+            failure.set_result(error)
+
+    def on_error(req_id: int, code: int, message: str, contract: Any) -> None:
+        if code == _CLIENT_ID_IN_USE:
+            fail(ClientIdInUseError(client_id, host, port))
+        elif code == _CONNECTIVITY_LOST:
+            fail(ConnectivityLostError(code, message))
+
+    def on_api_error(message: str) -> None:
+        reason = message.removeprefix("API connection failed: ").rstrip(".")
+        if "refused" in reason.lower():
+            fail(GatewayUnreachableError(host, port, reason))
+        else:
+            fail(GatewayDisconnectedError(host, port, received, reason))
+
+    def on_disconnected() -> None:
+        fail(GatewayDisconnectedError(host, port, received))
+
+    def on_position(position: Position) -> None:
+        nonlocal received
+        received += 1
+
+    decoder_errors = _DecoderErrors()
+    ib.errorEvent += on_error
+    ib.client.apiError += on_api_error
+    ib.disconnectedEvent += on_disconnected
+    ib.positionEvent += on_position
+    decoder_errors.attach()
+    try:
+        remaining = deadline - time.monotonic()
+        try:
+            await _first(
+                ib.client.connectAsync(host, port, client_id, timeout=None), failure, remaining
+            )
+        except OSError as exc:
+            raise GatewayUnreachableError(host, port, exc) from exc
+        except TimeoutError as exc:
+            raise SnapshotTimeoutError(timeout_s, received, stage) from exc
+        stage = "the positions download"
+        accounts = tuple(ib.client.getAccounts())
+        server_version = ib.client.serverVersion()
+        try:
+            rows = await _first(ib.reqPositionsAsync(), failure, deadline - time.monotonic())
+        except ConnectionError as exc:
+            raise GatewayDisconnectedError(host, port, received, str(exc)) from exc
+        except TimeoutError as exc:
+            raise SnapshotTimeoutError(timeout_s, received, stage) from exc
+        # positionEnd may share a TCP read with a disconnect or an error: look again.
+        if failure.done():
+            raise failure.result()
+        if not ib.client.isReady():
+            raise GatewayDisconnectedError(host, port, received)
+        if decoder_errors.count:
+            raise MalformedPositionError(decoder_errors.count, decoder_errors.example)
+        return _frame(rows), accounts, server_version
+    finally:
+        decoder_errors.detach()
+        ib.disconnectedEvent -= on_disconnected
+        if ib.client.isReady():
+            ib.disconnect()
+        else:  # IB.disconnect() needs a ready connection for its statistics
+            ib.client.disconnect()
+
+
+async def _first(
+    work: Coroutine[Any, Any, T] | asyncio.Future[T],
+    failure: asyncio.Future[IBSnapshotError],
+    timeout: float,
+) -> T:
+    """`work`'s result, unless `failure` is set first (raised) or `timeout` passes."""
+    task = asyncio.ensure_future(work)
+    if timeout <= 0:
+        task.cancel()
+        raise TimeoutError
+    done, _ = await asyncio.wait(
+        {task, failure}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+    )
+    if failure in done:
+        task.cancel()
+        raise failure.result()
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise TimeoutError
+
+
+def _frame(rows: list[Position]) -> pl.DataFrame:
+    """Positions as a frame, one row per (account, conid): a key repeated within one
+    answer keeps its last value, as IB's later message supersedes the earlier."""
+    frame = pl.DataFrame(
+        {
+            "account": [p.account for p in rows],
+            "conid": [p.contract.conId for p in rows],
+            "symbol": [p.contract.symbol for p in rows],
+            "sec_type": [p.contract.secType for p in rows],
+            "right": [p.contract.right for p in rows],
+            "strike": [p.contract.strike for p in rows],
+            "expiry": [p.contract.lastTradeDateOrContractMonth for p in rows],
+            "multiplier": [p.contract.multiplier for p in rows],
+            "currency": [p.contract.currency for p in rows],
+            "position": [p.position for p in rows],
+            "avg_cost": [p.avgCost for p in rows],
+        },
+        schema=POSITIONS_SCHEMA,
+    )
+    return frame.unique(["account", "conid"], keep="last", maintain_order=True)
+
+
+class _DecoderErrors(logging.Handler):
+    """Counts position frames ib_async's decoder logged and skipped."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.count = 0
+        self.example = ""
+        self._logger = logging.getLogger("ib_async.Decoder")
+        self._level = self._logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(_POSITION_MSG_PREFIX):
+            self.count += 1
+            self.example = self.example or message.removeprefix("Error handling fields: ")[:200]
+
+    def attach(self) -> None:
+        # The decoder reports a skipped frame only through this logger: make sure it
+        # is not silenced by the user's logging configuration while we listen.
+        if not self._logger.isEnabledFor(logging.ERROR):
+            self._logger.setLevel(logging.ERROR)
+        self._logger.addHandler(self)
+
+    def detach(self) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even under a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -1,0 +1,108 @@
+"""`Lake`: the project's tables under one lake directory, as the pipeline uses them."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, date, datetime
+
+import polars as pl
+
+from v6_pipeline.lake import paths, schemas
+from v6_pipeline.lake.errors import LakeError
+from v6_pipeline.lake.latest import read_latest
+from v6_pipeline.lake.maintenance import DEFAULT_RETENTION_HOURS, TableMaintenance, maintain_table
+from v6_pipeline.lake.snapshots import StoredSnapshot, read_snapshot, write_snapshot
+from v6_pipeline.lake.updates import append_position_updates, create_position_updates
+from v6_pipeline.lake.windows import read_window, write_window
+
+log = logging.getLogger(__name__)
+
+
+class Lake:
+    """The Delta tables under `lake_dir` (a local path or an object-store URI)."""
+
+    def __init__(
+        self, lake_dir: str | os.PathLike[str], *, default_account: str | None = None
+    ) -> None:
+        self.lake_dir = os.fspath(lake_dir)
+        self.default_account = default_account
+
+    def uri(self, name: str) -> str:
+        return paths.table_uri(self.lake_dir, name)
+
+    def read_latest(self, *, as_of: datetime) -> pl.DataFrame:
+        return read_latest(
+            self.uri(paths.POSITION_UPDATES), as_of=as_of, default_account=self.default_account
+        )
+
+    def create_position_updates(self) -> bool:
+        return create_position_updates(self.uri(paths.POSITION_UPDATES))
+
+    def append_position_updates(self, frame: pl.DataFrame) -> None:
+        append_position_updates(self.uri(paths.POSITION_UPDATES), frame)
+
+    def write_snapshot(
+        self,
+        positions: pl.DataFrame,
+        *,
+        window_start: datetime,
+        taken_at: datetime,
+        accounts: tuple[str, ...] | list[str],
+        duration_s: float,
+    ) -> None:
+        write_snapshot(
+            self.uri(paths.IB_POSITION_SNAPSHOTS),
+            self.uri(paths.IB_SNAPSHOT_LOG),
+            positions,
+            window_start=window_start,
+            taken_at=taken_at,
+            accounts=accounts,
+            duration_s=duration_s,
+        )
+
+    def read_snapshot(self, *, window_start: datetime) -> StoredSnapshot | None:
+        return read_snapshot(
+            self.uri(paths.IB_POSITION_SNAPSHOTS),
+            self.uri(paths.IB_SNAPSHOT_LOG),
+            window_start=window_start,
+        )
+
+    def write_discrepancies(self, frame: pl.DataFrame, *, window_start: datetime) -> None:
+        write_window(
+            self.uri(paths.POSITION_DISCREPANCIES),
+            frame,
+            window_start=window_start,
+            schema=schemas.POSITION_DISCREPANCIES,
+        )
+
+    def read_discrepancies(self, *, window_start: datetime) -> pl.DataFrame:
+        return read_window(
+            self.uri(paths.POSITION_DISCREPANCIES),
+            window_start=window_start,
+            schema=schemas.POSITION_DISCREPANCIES,
+        )
+
+    def maintain(
+        self, *, retention_hours: int = DEFAULT_RETENTION_HOURS, since: date | None = None
+    ) -> list[TableMaintenance]:
+        """Compact and vacuum every table that exists; then rebuild the latest-read checkpoint
+        if compaction invalidated it, so the next scheduled run does not pay for it."""
+        updates = self.uri(paths.POSITION_UPDATES)
+        names = (
+            paths.POSITION_UPDATES,
+            paths.IB_POSITION_SNAPSHOTS,
+            paths.IB_SNAPSHOT_LOG,
+            paths.POSITION_DISCREPANCIES,
+        )
+        done = [
+            m
+            for uri in (*(self.uri(n) for n in names), paths.checkpoint_uri(updates))
+            if (m := maintain_table(uri, retention_hours=retention_hours, since=since))
+        ]
+        if any(m.table_uri == updates and m.files_removed for m in done):
+            try:
+                self.read_latest(as_of=datetime.now(UTC))
+            except LakeError as error:
+                log.warning("compacted, but could not rebuild the checkpoint: %s", error)
+        return done

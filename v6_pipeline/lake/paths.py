@@ -1,0 +1,37 @@
+"""Where the tables live under the lake directory (a local path or an object-store URI)."""
+
+from __future__ import annotations
+
+import os
+
+POSITION_UPDATES = "position_updates"
+IB_POSITION_SNAPSHOTS = "ib_position_snapshots"
+IB_SNAPSHOT_LOG = "ib_snapshot_log"
+POSITION_DISCREPANCIES = "position_discrepancies"
+# Derived state the lake keeps for itself (read_latest checkpoints), apart from the tables.
+CHECKPOINTS = "_v6_checkpoints"
+
+DEFAULT_LAKE_DIR = "data/lake"
+
+
+def default_lake_dir() -> str:
+    """`$V6_LAKE_DIR`, else `data/lake`."""
+    return os.environ.get("V6_LAKE_DIR") or DEFAULT_LAKE_DIR
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def table_uri(lake_dir: str | os.PathLike[str], name: str) -> str:
+    """The URI of table `name` under `lake_dir`; string joins keep `s3://...` roots intact."""
+    root = os.fspath(lake_dir)
+    if is_local(root):
+        return os.path.abspath(os.path.join(root.removeprefix("file://"), name))
+    return f"{root.rstrip('/')}/{name}"
+
+
+def checkpoint_uri(position_updates_uri: str) -> str:
+    """The checkpoint table of a `position_updates` table: a sibling under `_v6_checkpoints/`."""
+    parent, _, name = position_updates_uri.rstrip("/").rpartition("/")
+    return f"{parent}/{CHECKPOINTS}/{name}"

@@ -1,0 +1,82 @@
+"""Per-window tables (`ib_position_snapshots`, `position_discrepancies`, `ib_snapshot_log`).
+
+A window's rows are replaced in one Delta commit by a predicate overwrite on its
+`window_start` (and its date partition, so only that day's files are looked at):
+re-materializing a window never duplicates rows and leaves other windows' rows as they
+were. The tables are partitioned by the UTC date of the window, not by window.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import pyarrow as pa
+from deltalake import write_deltalake
+
+from v6_pipeline.lake.schemas import WINDOW_DATE, WINDOW_PARTITION_BY
+from v6_pipeline.lake.tables import try_open
+from v6_pipeline.lake.times import as_utc
+
+
+def write_window(
+    table_uri: str, frame: pl.DataFrame, *, window_start: datetime, schema: pa.Schema
+) -> None:
+    """Replace the rows of window `window_start` with `frame` (creating the table if needed).
+
+    `frame` has the columns of `schema`; nullable ones may be left out (null), and so may
+    `window_start` (filled in; when present it must be this window). An empty frame clears
+    the window.
+    """
+    window_start = as_utc(window_start, "window_start")
+    data = _conform(frame, window_start=window_start, schema=schema)
+    day = window_start.date().isoformat()
+    write_deltalake(
+        table_uri,
+        data,
+        mode="overwrite",
+        partition_by=WINDOW_PARTITION_BY,
+        predicate=(f"{WINDOW_DATE.name} = '{day}' AND window_start = '{window_start.isoformat()}'"),
+    )
+
+
+def read_window(table_uri: str, *, window_start: datetime, schema: pa.Schema) -> pl.DataFrame:
+    """The rows of window `window_start` (columns of `schema`); empty when there are none."""
+    window_start = as_utc(window_start, "window_start")
+    empty = pl.DataFrame(schema=pl.from_arrow(schema.empty_table()).schema)  # type: ignore[union-attr]
+    if (table := try_open(table_uri)) is None:
+        return empty
+    rows = (
+        pl.scan_delta(table)
+        .filter(
+            pl.col(WINDOW_DATE.name) == window_start.date(),
+            pl.col("window_start") == window_start,
+        )
+        .collect()
+    )
+    return pl.concat([empty, rows.select(empty.columns)], how="vertical_relaxed")
+
+
+def _conform(frame: pl.DataFrame, *, window_start: datetime, schema: pa.Schema) -> pa.Table:
+    if "window_start" in frame.columns:
+        others = frame.filter(pl.col("window_start") != window_start).height
+        if others:
+            raise ValueError(
+                f"{others} row(s) belong to another window than {window_start.isoformat()}"
+            )
+    else:
+        frame = frame.with_columns(window_start=pl.lit(window_start))
+    missing = [f.name for f in schema if f.name not in frame.columns and not f.nullable]
+    if missing:
+        raise ValueError(f"the frame lacks required column(s) {', '.join(missing)}")
+    full = schema.append(WINDOW_DATE)
+    types = pl.from_arrow(full.empty_table()).schema  # type: ignore[union-attr]
+    frame = frame.with_columns(pl.lit(window_start.date()).alias(WINDOW_DATE.name))
+    return (
+        frame.select(
+            pl.col(n).cast(t) if n in frame.columns else pl.lit(None, t).alias(n)
+            for n, t in types.items()
+        )
+        .to_arrow()
+        .cast(full)
+    )

@@ -1,0 +1,117 @@
+"""Run the reconciliation job for one window (or a range) from Python or a shell.
+
+The same job, assets and in-process executor as the schedule's runs: `v6 reconcile`
+and `v6 demo` are thin layers over `run_windows`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+import polars as pl
+
+from v6_pipeline.defs.assets import NAKED_CHECK
+from v6_pipeline.defs.jobs import reconciliation_job
+from v6_pipeline.defs.partitions import validate_key, window_start
+from v6_pipeline.defs.resources import LakeResource
+from v6_pipeline.lake.schemas import POSITION_DISCREPANCIES, polars_schema
+
+EXIT_OK, EXIT_FAILED, EXIT_CRITICAL = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a person needs to know about one reconciliation run."""
+
+    keys: tuple[str, ...]
+    run_id: str
+    success: bool
+    naked_check_passed: bool | None  # None: the check never ran (an earlier step failed)
+    failure: str | None  # why the run failed, in the words of the step that failed
+    discrepancies: pl.DataFrame  # the windows' rows as stored, critical first
+
+    @property
+    def exit_code(self) -> int:
+        if self.naked_check_passed is False:
+            return EXIT_CRITICAL
+        return EXIT_OK if self.success else EXIT_FAILED
+
+
+def run_windows(
+    defs: dg.Definitions,
+    first: str,
+    last: str | None = None,
+    *,
+    instance: dg.DagsterInstance,
+    log_level: str = "INFO",
+) -> Outcome:
+    """Materialize windows `first`..`last` (one run) and report what happened.
+
+    `log_level` is the console's; the instance's event log keeps everything.
+    """
+    keys = (validate_key(first), validate_key(last or first))
+    if window_start(keys[1]) < window_start(keys[0]):
+        raise ValueError(f"the range {keys[0]}..{keys[1]} ends before it starts")
+    job = defs.resolve_job_def(reconciliation_job.name)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if keys[0] == keys[1]:
+        result = job.execute_in_process(
+            run_config=run_config, partition_key=keys[0], instance=instance, raise_on_error=False
+        )
+    else:
+        result = job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            raise_on_error=False,
+            tags={
+                "dagster/asset_partition_range_start": keys[0],
+                "dagster/asset_partition_range_end": keys[1],
+            },
+        )
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    failures = [
+        _failure_text(event)
+        for event in result.all_events
+        if event.is_step_failure and not _is_check_failure(event)
+    ]
+    lake = defs.resources["lake"]
+    assert isinstance(lake, LakeResource)
+    store = lake.process_config_and_initialize().lake()  # resolves EnvVar settings
+    frames = [
+        store.read_discrepancies(window_start=window_start(key))
+        for key in _keys_between(defs, *keys)
+    ]
+    found = (
+        pl.concat(frames) if frames else pl.DataFrame(schema=polars_schema(POSITION_DISCREPANCIES))
+    )
+    found = found.sort(
+        [pl.col("severity") == "critical", "window_start", "type", "account", "conid"],
+        descending=[True, False, False, False, False],
+    )
+    return Outcome(
+        keys=keys,
+        run_id=result.run_id,
+        success=result.success,
+        naked_check_passed=checks.get(NAKED_CHECK),
+        failure=failures[0] if failures else None,
+        discrepancies=found,
+    )
+
+
+def _keys_between(defs: dg.Definitions, first: str, last: str) -> list[str]:
+    partitions = defs.resolve_job_def(reconciliation_job.name).partitions_def
+    assert partitions is not None
+    return list(partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
+
+
+def _is_check_failure(event: dg.DagsterEvent) -> bool:
+    error = event.step_failure_data.error
+    return error is not None and error.cls_name == "DagsterAssetCheckFailedError"
+
+
+def _failure_text(event: dg.DagsterEvent) -> str:
+    data = event.step_failure_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    return data.error.message.strip() if data.error else "the step failed"

@@ -1,0 +1,72 @@
+"""Fixtures for the pipeline: the gateway emulator, a lake in a tmp dir, a Dagster instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from v6_pipeline.definitions import build_defs
+from v6_pipeline.defs.partitions import last_closed_window, window_key
+from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
+from v6_pipeline.demo.book import DEMO_STALE_AFTER_S, demo_position_updates, portfolio_path
+from v6_pipeline.ib.gateway import GatewayThread, load_portfolio
+from v6_pipeline.lake.lake import Lake
+
+DEMO = load_portfolio(portfolio_path())
+
+
+@pytest.fixture(scope="session")
+def gateway_thread() -> Iterator[GatewayThread]:
+    with GatewayThread(DEMO) as gw:
+        yield gw
+
+
+@pytest.fixture
+def gateway(gateway_thread: GatewayThread) -> Iterator[GatewayThread]:
+    gateway_thread.set_faults([])
+    gateway_thread.set_portfolio(DEMO)
+    yield gateway_thread
+    gateway_thread.set_faults([])
+    gateway_thread.set_portfolio(DEMO)
+
+
+@dataclass
+class Pipeline:
+    """The project's definitions bound to the emulator and a tmp lake."""
+
+    defs: dg.Definitions
+    lake: Lake
+    instance: dg.DagsterInstance
+    gateway: GatewayThread
+
+    def with_resources(self, **overrides: dg.ConfigurableResource) -> dg.Definitions:
+        return build_defs({**self.defs.resources, **overrides})
+
+    def newest_key(self) -> str:
+        return window_key(last_closed_window(datetime.now(UTC)))
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, gateway: GatewayThread, instance: dg.DagsterInstance) -> Pipeline:
+    lake_dir = tmp_path / "lake"
+    defs = build_defs(
+        {
+            "ib": IBGatewayResource(port=gateway.port, timeout_s="2"),
+            "lake": LakeResource(lake_dir=str(lake_dir)),
+            "settings": ReconciliationSettings(stale_after_s=str(DEMO_STALE_AFTER_S)),
+        }
+    )
+    lake = Lake(lake_dir)
+    lake.append_position_updates(demo_position_updates(datetime.now(UTC)))
+    return Pipeline(defs, lake, instance, gateway)

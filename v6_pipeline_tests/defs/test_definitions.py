@@ -1,0 +1,150 @@
+"""The code location as Dagster loads it, and the schedule's decisions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from v6_pipeline.definitions import defs
+from v6_pipeline.defs.partitions import (
+    WINDOW,
+    default_start,
+    last_closed_window,
+    partitions_start,
+    validate_key,
+    window_key,
+    window_partitions,
+)
+from v6_pipeline.defs.resources import ReconciliationSettings
+from v6_pipeline.defs.schedules import reconciliation_schedule
+
+ASSETS = {"ib_position_snapshot", "delta_latest_positions", "position_discrepancies"}
+
+
+def test_defs_load_and_name_what_users_rely_on() -> None:
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == ASSETS
+    for key in ASSETS:
+        node = graph.get(dg.AssetKey(key))
+        assert node.group_name == "reconciliation"
+        assert node.partitions_def == window_partitions
+        assert node.description
+    checks = {k.name: k for k in graph.asset_check_keys}
+    assert set(checks) == {
+        "no_naked_positions",
+        "no_positions_missing_from_delta",
+        "positions_match_ib",
+        "positions_are_fresh",
+    }
+    naked = graph.get_check_spec(checks["no_naked_positions"])
+    assert naked.blocking
+    assert defs.resolve_job_def("reconciliation_job").executor_def is dg.in_process_executor
+    assert defs.resolve_schedule_def("reconciliation_schedule").cron_schedule == "*/5 * * * *"
+    assert window_partitions.cron_schedule == "*/5 * * * *"
+    assert window_partitions.timezone == "UTC"
+
+
+def test_the_dagster_cli_loads_the_module() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "definitions",
+            "validate",
+            "-m",
+            "v6_pipeline.definitions",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "DAGSTER_HOME": ""},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+class TestSchedule:
+    def test_targets_the_window_that_just_closed(self) -> None:
+        now = datetime.now(UTC)
+        tick = last_closed_window(now) + WINDOW + timedelta(seconds=3)
+        with dg.instance_for_test() as instance:
+            context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+            request = reconciliation_schedule(context)
+        assert isinstance(request, dg.RunRequest)
+        assert request.partition_key == window_key(last_closed_window(tick))
+        assert request.run_key == request.partition_key
+
+    def test_skips_while_a_run_is_in_flight(self) -> None:
+        job = defs.resolve_job_def("reconciliation_job")
+        with dg.instance_for_test() as instance:
+            instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED)
+            context = dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=datetime.now(UTC)
+            )
+            result = reconciliation_schedule(context)
+        assert isinstance(result, dg.SkipReason)
+        assert "still in flight" in result.skip_message
+
+    def test_a_finished_run_does_not_block(self) -> None:
+        job = defs.resolve_job_def("reconciliation_job")
+        with dg.instance_for_test() as instance:
+            instance.create_run_for_job(job, status=dg.DagsterRunStatus.FAILURE)
+            context = dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=datetime.now(UTC)
+            )
+            assert isinstance(reconciliation_schedule(context), dg.RunRequest)
+
+
+class TestPartitions:
+    def test_default_start_is_the_previous_month(self) -> None:
+        assert default_start(datetime(2026, 11, 25, 14, 3, tzinfo=UTC)) == datetime(
+            2026, 10, 1, tzinfo=UTC
+        )
+        assert default_start(datetime(2027, 1, 2, tzinfo=UTC)) == datetime(2026, 12, 1, tzinfo=UTC)
+
+    def test_start_is_configurable(self) -> None:
+        assert partitions_start({"V6_PARTITIONS_START": "2026-06-01T00:05:00Z"}) == datetime(
+            2026, 6, 1, 0, 5, tzinfo=UTC
+        )
+        with pytest.raises(ValueError, match="5-minute boundary"):
+            partitions_start({"V6_PARTITIONS_START": "2026-06-01T00:03:00Z"})
+        with pytest.raises(ValueError, match="not an ISO time"):
+            partitions_start({"V6_PARTITIONS_START": "yesterday"})
+
+    def test_keys_are_validated_where_users_type_them(self) -> None:
+        newest = window_key(last_closed_window(datetime.now(UTC)))
+        assert validate_key(newest) == newest
+        with pytest.raises(ValueError, match="not a window key"):
+            validate_key("2026-11-25 14:05")
+        with pytest.raises(ValueError, match="5-minute boundary"):
+            validate_key(newest[:-1] + "1" if newest[-1] != "1" else newest[:-1] + "2")
+        with pytest.raises(ValueError, match="has not closed yet"):
+            validate_key(window_key(last_closed_window(datetime.now(UTC)) + 2 * WINDOW))
+        with pytest.raises(ValueError, match="before the first partition"):
+            validate_key("2001-01-01-00:00")
+
+
+class TestSettings:
+    def test_defaults(self) -> None:
+        settings = ReconciliationSettings()
+        assert settings.scope() == ("OPT",)
+        assert settings.tolerance() == 0.001
+        assert settings.stale_after() is None
+
+    def test_parsed_and_validated(self) -> None:
+        settings = ReconciliationSettings(sec_types="opt, stk", abs_tol="0.5", stale_after_s="90")
+        assert settings.scope() == ("OPT", "STK")
+        assert settings.stale_after() == timedelta(seconds=90)
+        assert ReconciliationSettings(sec_types="*").scope() is None
+        with pytest.raises(ValueError, match="V6_ABS_TOL='lots' is not a number"):
+            ReconciliationSettings(abs_tol="lots").tolerance()
+        with pytest.raises(ValueError, match="V6_SEC_TYPES is empty"):
+            ReconciliationSettings(sec_types=" , ").scope()
