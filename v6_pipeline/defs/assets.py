@@ -13,7 +13,6 @@ one run (`BackfillPolicy.single_run()`) and loops over its windows.
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -26,6 +25,7 @@ from v6_pipeline.ib.errors import IBSnapshotError
 from v6_pipeline.lake import paths, schemas
 from v6_pipeline.lake.errors import LakeError
 from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake.snapshots import StoredSnapshot
 from v6_pipeline.reconcile import DiscrepancyType, reconcile
 
 # Single-run backfills are the point of `backfill_policy`; its beta status is known.
@@ -47,16 +47,6 @@ def can_snapshot_live(window: datetime, now: datetime) -> bool:
     """Whether `window` may be snapshotted at `now`: it is the newest closed window."""
     end = window + WINDOW
     return end <= now < end + WINDOW + LIVE_GRACE
-
-
-@dataclass(frozen=True)
-class WindowSnapshot:
-    window: datetime
-    taken_at: datetime
-    positions: pl.DataFrame
-    accounts: tuple[str, ...]
-    duration_s: float
-    live: bool
 
 
 def windows_of(context: dg.AssetExecutionContext) -> list[datetime]:
@@ -83,23 +73,14 @@ def ib_position_snapshot(
     never = [w for w, s in stored.items() if s is None and not can_snapshot_live(w, now)]
     if never:
         raise dg.Failure(description=_never_snapshotted(never, now))
-    taken: list[WindowSnapshot] = []
+    taken: list[tuple[StoredSnapshot, bool]] = []  # (snapshot, taken live now)
     for window, found in stored.items():
         if found is not None:
             context.log.info(
                 f"window {window_key(window)}: reusing the snapshot taken at "
                 f"{found.taken_at:%H:%M:%S} UTC ({found.positions.height} positions)"
             )
-            taken.append(
-                WindowSnapshot(
-                    window,
-                    found.taken_at,
-                    found.positions,
-                    found.accounts,
-                    found.duration_s,
-                    live=False,
-                )
-            )
+            taken.append((found, False))
             continue
         context.log.info(
             f"window {window_key(window)}: taking a live snapshot from {ib.host}:{ib.port}"
@@ -111,18 +92,15 @@ def ib_position_snapshot(
                 description=str(exc),
                 metadata={"error": type(exc).__name__, "gateway": f"{ib.host}:{ib.port}"},
             ) from exc
+        live = StoredSnapshot(window, snap.taken_at, snap.accounts, snap.duration_s, snap.positions)
         store.write_snapshot(
-            snap.positions,
+            live.positions,
             window_start=window,
-            taken_at=snap.taken_at,
-            accounts=snap.accounts,
-            duration_s=snap.duration_s,
+            taken_at=live.taken_at,
+            accounts=live.accounts,
+            duration_s=live.duration_s,
         )
-        taken.append(
-            WindowSnapshot(
-                window, snap.taken_at, snap.positions, snap.accounts, snap.duration_s, live=True
-            )
-        )
+        taken.append((live, True))
     return dg.MaterializeResult(metadata=_snapshot_metadata(taken, store))
 
 
@@ -142,8 +120,7 @@ def delta_latest_positions(
     store = lake.lake()
     frames = []
     started = time.perf_counter()
-    for window, snap, latest in _judged_inputs(store, windows_of(context)):
-        del snap
+    for window, _, latest in _judged_inputs(store, windows_of(context)):
         frames.append(latest)
         context.log.info(f"window {window_key(window)}: {latest.height} keys in position_updates")
     latest = frames[-1]
@@ -264,11 +241,11 @@ def position_discrepancies(
 
 def _judged_inputs(
     store: Lake, windows: list[datetime]
-) -> Iterator[tuple[datetime, WindowSnapshot, pl.DataFrame]]:
+) -> Iterator[tuple[datetime, StoredSnapshot, pl.DataFrame]]:
     """Each window's stored snapshot and the Delta latest as of its `taken_at`."""
     for window in windows:
-        found = store.read_snapshot(window_start=window)
-        if found is None:
+        snap = store.read_snapshot(window_start=window)
+        if snap is None:
             raise dg.Failure(
                 description=(
                     f"window {window_key(window)} has no stored IB snapshot; materialize "
@@ -276,11 +253,8 @@ def _judged_inputs(
                     "closed window)."
                 )
             )
-        snap = WindowSnapshot(
-            window, found.taken_at, found.positions, found.accounts, found.duration_s, live=False
-        )
         try:
-            latest = store.read_latest(as_of=found.taken_at)
+            latest = store.read_latest(as_of=snap.taken_at)
         except LakeError as exc:
             raise dg.Failure(description=str(exc)) from exc
         yield window, snap, latest
@@ -327,14 +301,14 @@ def _check_results(found: pl.DataFrame) -> list[dg.AssetCheckResult]:
     return results
 
 
-def _snapshot_metadata(taken: list[WindowSnapshot], store: Lake) -> dict[str, object]:
-    last = taken[-1]
+def _snapshot_metadata(taken: list[tuple[StoredSnapshot, bool]], store: Lake) -> dict[str, object]:
+    last, live = taken[-1]
     metadata: dict[str, object] = {
         "dagster/row_count": last.positions.height,
         "open_positions": last.positions.filter(pl.col("position") != 0).height,
         "taken_at": md.timestamp(last.taken_at),
         "snapshot_duration_s": round(last.duration_s, 3),
-        "source": "live snapshot" if last.live else "stored snapshot (reused)",
+        "source": "live snapshot" if live else "stored snapshot (reused)",
         "accounts": dg.MetadataValue.json(list(last.accounts)),
         "positions": md.markdown_table(
             last.positions,
@@ -348,7 +322,7 @@ def _snapshot_metadata(taken: list[WindowSnapshot], store: Lake) -> dict[str, ob
         metadata["positions_per_account"] = md.per_account(last.positions)
     if len(taken) > 1:
         metadata["windows"] = len(taken)
-        metadata["live_snapshots"] = sum(t.live for t in taken)
+        metadata["live_snapshots"] = sum(was_live for _, was_live in taken)
     return metadata
 
 
