@@ -21,6 +21,8 @@ def build_defs(resources: Mapping[str, dg.ConfigurableResource]) -> dg.Definitio
         jobs=[reconciliation_job, lake_maintenance_job],
         schedules=[reconciliation_schedule, lake_maintenance_schedule],
         resources=dict(resources),
+        # Also for `dagster asset materialize` and UI launches outside the job.
+        executor=dg.in_process_executor,
     )
 
 

@@ -7,7 +7,7 @@ from v6_pipeline.lake.errors import (
     TableNotFoundError,
     TornSnapshotError,
 )
-from v6_pipeline.lake.latest import read_latest
+from v6_pipeline.lake.latest import iter_latest, read_latest, read_latest_many
 
 __all__ = [
     "BadRowsError",
@@ -15,5 +15,7 @@ __all__ = [
     "LakeSchemaError",
     "TableNotFoundError",
     "TornSnapshotError",
+    "iter_latest",
     "read_latest",
+    "read_latest_many",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 
 import polars as pl
 
 from v6_pipeline.lake import paths, schemas
 from v6_pipeline.lake.errors import LakeError
-from v6_pipeline.lake.latest import read_latest
+from v6_pipeline.lake.latest import iter_latest, read_latest, read_latest_many
 from v6_pipeline.lake.maintenance import DEFAULT_RETENTION_HOURS, TableMaintenance, maintain_table
 from v6_pipeline.lake.snapshots import StoredSnapshot, read_snapshot, write_snapshot
 from v6_pipeline.lake.updates import append_position_updates, create_position_updates
@@ -34,6 +35,18 @@ class Lake:
     def read_latest(self, *, as_of: datetime) -> pl.DataFrame:
         return read_latest(
             self.uri(paths.POSITION_UPDATES), as_of=as_of, default_account=self.default_account
+        )
+
+    def read_latest_many(self, *, as_ofs: Sequence[datetime]) -> list[pl.DataFrame]:
+        """`[self.read_latest(as_of=a) for a in as_ofs]`, reading the history once."""
+        return read_latest_many(
+            self.uri(paths.POSITION_UPDATES), as_ofs=as_ofs, default_account=self.default_account
+        )
+
+    def iter_latest(self, *, as_ofs: Sequence[datetime]) -> Iterator[tuple[datetime, pl.DataFrame]]:
+        """`read_latest_many` one answer at a time, in time order (see `latest.iter_latest`)."""
+        return iter_latest(
+            self.uri(paths.POSITION_UPDATES), as_ofs=as_ofs, default_account=self.default_account
         )
 
     def create_position_updates(self) -> bool:

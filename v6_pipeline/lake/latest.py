@@ -26,12 +26,25 @@ history, and the answer must equal a full scan exactly, whatever order events ar
 - Ties on (account, conid, timestamp), which the project's writer never makes: the row
   written last wins, judged by the file's write time in the Delta log (then its path and
   the row's place in it).
+
+Many times at once (`read_latest_many`, `iter_latest`: a backfill of a day is 288 windows).
+The rows are read once: from the checkpoint when every time is at or after its cutoff,
+else from the files with a minimum timestamp up to the latest time; a checkpoint built or
+refreshed is cut as for a read at the latest time. Each row goes to the window
+`(a[k-1], a[k]]` of the sorted distinct times that holds its timestamp (rows up to `a[0]`
+to the first), and one group-by keeps the latest row per (window, key). Then a sweep in
+time order: the answer at `a[k]` is the answer at `a[k-1]` with the keys of window k
+replaced by that window's rows, which are newer than anything before. Each step costs the
+keys plus the window's rows; history is never re-read or held per window. `read_latest`
+is the sweep over one time.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from itertools import chain
 
 import polars as pl
 
@@ -51,6 +64,10 @@ REFRESH_FILES = 200
 # by a backfill: what lies after the cutoff is kept row by row.
 TAIL_HORIZON = timedelta(hours=1)
 
+WINDOW = "_window"  # the index of the first sorted `as_of` at or after a row's timestamp
+
+Answers = Iterator[tuple[datetime, pl.DataFrame]]
+
 
 def read_latest(
     table_uri: str, *, as_of: datetime, default_account: str | None = None
@@ -61,41 +78,77 @@ def read_latest(
     from the earlier writer (no `account`) needs `default_account`, which also fills
     rows written without one.
     """
-    as_of = as_utc(as_of, "as_of")
+    return read_latest_many(table_uri, as_ofs=[as_of], default_account=default_account)[0]
+
+
+def read_latest_many(
+    table_uri: str, *, as_ofs: Sequence[datetime], default_account: str | None = None
+) -> list[pl.DataFrame]:
+    """`[read_latest(table_uri, as_of=a, ...) for a in as_ofs]`, reading the history once.
+
+    Any order, duplicates allowed; no times give an empty list (the table is still
+    checked). Holds every answer at once: `iter_latest` yields them one by one.
+    """
+    times = [as_utc(a, "as_of") for a in as_ofs]
+    answers = dict(iter_latest(table_uri, as_ofs=times, default_account=default_account))
+    # A copy per entry: a caller changing one answer in place must not change a duplicate.
+    return [answers[a].clone() for a in times]
+
+
+def iter_latest(
+    table_uri: str, *, as_ofs: Sequence[datetime], default_account: str | None = None
+) -> Answers:
+    """`(as_of, read_latest(table_uri, as_of=as_of, ...))` for each distinct time of
+    `as_ofs`, in time order.
+
+    The table is read (and errors raised) before this returns; each answer is built only
+    when it is asked for, so a caller keeping one at a time holds one.
+    """
+    times = sorted({as_utc(a, "as_of") for a in as_ofs})
     source = PositionLog.open(table_uri, default_account=default_account)
-    store = checkpoint_uri(table_uri)
+    return chain.from_iterable(_sweeps(source, times)) if times else iter(())
+
+
+def _sweeps(source: PositionLog, as_ofs: list[datetime]) -> list[Answers]:
+    """The answers at `as_ofs` (sorted, distinct, not empty), as consecutive sweeps."""
+    last = as_ofs[-1]
+    store = checkpoint_uri(source.uri)
     saved = checkpoint.load(store)
     if saved is not None and not saved.serves(source):
-        log.info("%s changed beyond appends since its checkpoint; rebuilding it", table_uri)
+        log.info("%s changed beyond appends since its checkpoint; rebuilding it", source.uri)
         saved = None
 
     if saved is None:
         rows = source.scan(source.files, seq_start=0)
         newest = source.newest()
         counted = source.files["num_records"].null_count() == 0
-    elif as_of < saved.cutoff:  # a backfill: older than the checkpoint can answer
-        files = source.files.filter(pl.col("min_ts").is_null() | (pl.col("min_ts") <= as_of))
-        return _latest(source.scan(files, seq_start=0), as_of).collect()
+    elif as_ofs[0] < saved.cutoff:  # a backfill: older than the checkpoint can answer
+        files = source.files.filter(pl.col("min_ts").is_null() | (pl.col("min_ts") <= last))
+        return [_sweep(_by_window(source.scan(files, seq_start=0), as_ofs).collect(), as_ofs)]
     else:
         added = source.files.filter(~pl.col("path").is_in(list(saved.files)))
         # Files without a row count cannot be judged small: they trigger a refresh.
         waiting = int(added["num_records"].fill_null(REFRESH_ROWS).sum())
         if waiting < REFRESH_ROWS and added.height < REFRESH_FILES:
-            return _steady(source, saved, added, as_of)
+            return [_steady(source, saved, added, as_ofs)]
         rows = pl.concat([saved.rows.lazy(), source.scan(added, seq_start=saved.next_seq)])
         newest, counted = None, False
 
     if newest is None:  # not in the log's statistics: from the rows themselves
         newest = rows.select(pl.col("timestamp").max()).collect().item()
-    cutoff = as_of if newest is None else min(newest, max(as_of, newest - TAIL_HORIZON))
+    cutoff = last if newest is None else min(newest, max(last, newest - TAIL_HORIZON))
     tail = rows
     if counted:  # read the rows after the cutoff only from files that can hold them
         files = source.files.filter(pl.col("max_ts").is_null() | (pl.col("max_ts") > cutoff))
         tail = source.scan(files, seq_start=int(source.files["num_records"].sum()))
+    # Times before the cutoff are answered from the rows as read, the others from the
+    # checkpoint being built (one row per key, far smaller).
+    early = [a for a in as_ofs if a < cutoff]
+    late = as_ofs[len(early) :]
     queries = [_state_and_tail(rows, tail, cutoff)]
-    if as_of < cutoff:
-        queries.append(_latest(rows, as_of))
-    kept, *answer = pl.collect_all(queries)
+    if early:
+        queries.append(_by_window(rows, early))
+    kept, *history = pl.collect_all(queries)
     fresh = Checkpoint(
         source_id=source.source_id,
         version=source.version,
@@ -105,40 +158,80 @@ def read_latest(
         rows=kept,
     )
     checkpoint.save(store, fresh)
-    return answer[0] if answer else _latest(kept.lazy(), as_of).collect()
+    sweeps = [_sweep(windows, early) for windows in history]
+    if late:
+        sweeps.append(_sweep(_by_window(kept.lazy(), late).collect(), late))
+    return sweeps
 
 
 def _steady(
-    source: PositionLog, saved: Checkpoint, added: pl.DataFrame, as_of: datetime
-) -> pl.DataFrame:
-    """The answer from a checkpoint and the few files added since, re-judging only the
+    source: PositionLog, saved: Checkpoint, added: pl.DataFrame, as_ofs: list[datetime]
+) -> Answers:
+    """The answers from a checkpoint and the few files added since, re-judging only the
     keys that have rows after the checkpoint's cutoff."""
     after = pl.col("timestamp") > saved.cutoff
     state = saved.rows.filter(~after)  # one row per key
-    opened = added.filter(pl.col("min_ts").is_null() | (pl.col("min_ts") <= as_of))
+    opened = added.filter(pl.col("min_ts").is_null() | (pl.col("min_ts") <= as_ofs[-1]))
     candidates = pl.concat(
         [saved.rows.filter(after), source.read(opened, seq_start=saved.next_seq)]
-    ).filter(pl.col("timestamp") <= as_of)
-    if candidates.is_empty():
-        return state.select(*OUTPUT).sort(KEY)
+    )
     keys = candidates.select(KEY).unique()
-    judged = _latest(
-        pl.concat([state.join(keys, on=KEY, how="semi"), candidates]).lazy(), as_of
-    ).collect()
-    return pl.concat([state.join(keys, on=KEY, how="anti").select(*OUTPUT), judged]).sort(KEY)
+    judged = pl.concat([state.join(keys, on=KEY, how="semi"), candidates])
+    return _sweep(
+        _by_window(judged.lazy(), as_ofs).collect(),
+        as_ofs,
+        unjudged=state.join(keys, on=KEY, how="anti"),
+    )
 
 
-def _latest(rows: pl.LazyFrame, as_of: datetime) -> pl.LazyFrame:
-    """The latest row per key among `rows` with `timestamp <= as_of` (no `_seq`)."""
-    return _latest_with_seq(rows.filter(pl.col("timestamp") <= as_of)).select(*OUTPUT).sort(KEY)
+def _by_window(rows: pl.LazyFrame, as_ofs: list[datetime]) -> pl.LazyFrame:
+    """The latest row per key of each window of `as_ofs` (sorted, distinct): window k
+    holds the rows with `a[k-1] < timestamp <= a[k]`, window 0 every row up to `a[0]`."""
+    bounds = pl.Series(as_ofs, dtype=OUTPUT["timestamp"])
+    windowed = rows.filter(pl.col("timestamp") <= as_ofs[-1]).with_columns(
+        pl.lit(bounds).search_sorted(pl.col("timestamp"), side="left").alias(WINDOW)
+    )
+    return _latest_with_seq(windowed, by=[WINDOW, *KEY])
 
 
-def _latest_with_seq(rows: pl.LazyFrame) -> pl.LazyFrame:
-    newest = rows.group_by(KEY).agg(pl.col("timestamp").max())
+def _sweep(
+    windows: pl.DataFrame, as_ofs: list[datetime], *, unjudged: pl.DataFrame | None = None
+) -> Answers:
+    """The answer at each of `as_ofs` from `_by_window` over them, in time order.
+
+    `unjudged`: the latest rows of keys absent from `windows`, part of every answer.
+    """
+    rows = windows.select(*OUTPUT, WINDOW)
+    if unjudged is not None:
+        first = pl.lit(0, rows.schema[WINDOW]).alias(WINDOW)
+        rows = pl.concat([unjudged.select(*OUTPUT, first), rows])
+    # Sorted, a key's rows are adjacent and keys come in answer order: an answer is a
+    # gather of each key's current row, in key order, with no join or sort per step.
+    rows = rows.sort(*KEY, WINDOW)
+    numbered = rows.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+        (pl.struct(KEY).is_first_distinct().cum_sum() - 1).alias("key"),
+        WINDOW,
+    )
+    changes = numbered.partition_by(WINDOW, as_dict=True, include_key=False)
+    current = pl.repeat(-1, numbered["key"].n_unique(), dtype=pl.Int64, eager=True)  # row per key
+    data = rows.select(*OUTPUT)
+    latest = data.clear()
+    for k, as_of in enumerate(as_ofs):
+        if (changed := changes.get((k,))) is not None:
+            # Window k's rows are newer than those of earlier windows: they replace them.
+            current.scatter(changed["key"], changed["row"])
+            latest = data[current.filter(current >= 0)]
+        # A copy: a caller changing an answer in place must not change the next one.
+        yield as_of, latest.clone()
+
+
+def _latest_with_seq(rows: pl.LazyFrame, *, by: list[str]) -> pl.LazyFrame:
+    newest = rows.group_by(by).agg(pl.col("timestamp").max())
     return (
-        rows.join(newest, on=[*KEY, "timestamp"], how="semi")
+        rows.join(newest, on=[*by, "timestamp"], how="semi")
         # Ties only come from other writers: the row written last wins.
-        .filter(pl.col(SEQ) == pl.col(SEQ).max().over(KEY))
+        .filter(pl.col(SEQ) == pl.col(SEQ).max().over(by))
     )
 
 
@@ -148,4 +241,4 @@ def _state_and_tail(rows: pl.LazyFrame, tail: pl.LazyFrame, cutoff: datetime) ->
     `tail` holds at least every row of `rows` after `cutoff`, numbered after all of them.
     """
     early = pl.col("timestamp") <= cutoff
-    return pl.concat([_latest_with_seq(rows.filter(early)), tail.filter(~early)])
+    return pl.concat([_latest_with_seq(rows.filter(early), by=KEY), tail.filter(~early)])
