@@ -118,12 +118,12 @@ def delta_latest_positions(
     context: dg.AssetExecutionContext, lake: LakeResource
 ) -> dg.MaterializeResult:
     store = lake.lake()
-    frames = []
     started = time.perf_counter()
+    windows = 0
+    latest = pl.DataFrame()
     for window, _, latest in _judged_inputs(store, windows_of(context)):
-        frames.append(latest)
+        windows += 1
         context.log.info(f"window {window_key(window)}: {latest.height} keys in position_updates")
-    latest = frames[-1]
     metadata: dict[str, object] = {
         "dagster/row_count": latest.height,
         "open_positions": latest.filter(pl.col("position").abs() > 0).height,
@@ -133,8 +133,8 @@ def delta_latest_positions(
     }
     if latest.height:
         metadata["positions_per_account"] = md.per_account(latest)
-    if len(frames) > 1:
-        metadata["windows"] = len(frames)
+    if windows > 1:
+        metadata["windows"] = windows
     return dg.MaterializeResult(metadata=metadata)
 
 
