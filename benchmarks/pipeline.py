@@ -1,0 +1,490 @@
+"""Claim: one 5-minute window end to end (10k IB positions, 10M rows of Delta history) in
+under 10 s wall on the 2-core machine, and a 288-window (one day) backfill in one run in
+under 5 minutes. Prints each stage's time beside its target.
+
+    .venv/bin/python benchmarks/pipeline.py                                   # full size
+    .venv/bin/python benchmarks/pipeline.py --rows 200000 --positions 2000 --windows 12
+
+Setup (timed apart, not part of the claim): a temp lake whose `position_updates` holds
+`--rows` rows of 50k keys written in many appends by `read_latest.generate` (a year of
+churn ending the day before the backfilled day), then a settling commit that leaves
+`--positions` of those keys open at IB's quantities and the rest closed, then a
+streamer's trickle up to now that keeps the books in agreement, apart from a few planted
+discrepancies (NAKED_POSITION, POSITION_MISMATCH, MISSING_FROM_DELTA: the run fails its
+blocking check, as it should). The emulator (`GatewayThread`) serves the IB side; a temp
+DAGSTER_HOME holds the Dagster instance.
+
+Warm-up: the first `read_latest` (it builds its checkpoint), then a small append.
+
+The claim: `run_windows` for the newest closed window (a live snapshot), then one run
+over the previous UTC day's windows, whose snapshots are stored beforehand from one real
+snapshot (IB can only be asked "now"). Stage times come from the run's event log (step
+start to success/failure; per window from the steps' per-window log lines); the backfill
+runs in a child process so that `--backfill-timeout-s` can bound it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import read_latest as history  # benchmarks/ is on sys.path when this script runs
+from deltalake import DeltaTable, write_deltalake
+
+KEYS = 50_000
+SYMBOLS = 20
+ACCOUNTS = ("DU111", "DU222")  # read_latest's accounts: even keys DU111, odd keys DU222
+WINDOW = timedelta(minutes=5)
+LIVE_TARGET_S = 10.0
+BACKFILL_TARGET_S = 300.0
+DAY_WINDOWS = 288
+STEPS = ("ib_position_snapshot", "delta_latest_positions", "position_discrepancies")
+PLANTED = {"NAKED_POSITION": 2, "POSITION_MISMATCH": 3, "MISSING_FROM_DELTA": 3}
+# A streamer's pace: rows per simulated minute, one append per TRICKLE_EVERY.
+TRICKLE_ROWS_PER_MIN = 20
+TRICKLE_EVERY = timedelta(minutes=30)
+WINDOW_LINE = re.compile(r"window (\d{4}-\d{2}-\d{2}-\d{2}:\d{2}):")
+
+
+# --- the books --------------------------------------------------------------------------
+
+
+@dataclass
+class Books:
+    """What IB holds and what Delta should say after the settling commit, per key."""
+
+    target: np.ndarray  # per generator key: the quantity Delta settles on
+    ib_keys: np.ndarray  # generator keys IB holds (agreeing or mismatched)
+    ib_qty: np.ndarray  # IB's quantity for each of ib_keys
+    planted: np.ndarray  # keys the trickle must not touch
+    missing: int  # IB positions with no key in the history (MISSING_FROM_DELTA)
+
+
+def plan_books(positions: int, seed: int) -> Books:
+    rng = np.random.default_rng(seed)
+    missing = PLANTED["MISSING_FROM_DELTA"]
+    held = positions - missing
+    chosen = rng.permutation(KEYS)
+    ib_keys = np.sort(chosen[:held])
+    naked = chosen[held : held + PLANTED["NAKED_POSITION"]]
+    qty = rng.integers(1, 11, held).astype(np.float64) * rng.choice([-1.0, 1.0], held)
+    target = np.zeros(KEYS)
+    target[ib_keys] = qty
+    mismatched = ib_keys[: PLANTED["POSITION_MISMATCH"]]
+    target[mismatched] += 1.0  # Delta is one contract off
+    target[naked] = 3.0  # Delta holds legs IB does not
+    return Books(target, ib_keys, qty, np.concatenate([mismatched, naked]), missing)
+
+
+def rows_for(keys: np.ndarray, ts_us: np.ndarray, books: Books, seed: int) -> pl.DataFrame:
+    """`position_updates` rows of `keys` at their settled quantity (read_latest's contracts)."""
+    rng = np.random.default_rng(seed)
+    frame = history._frame(keys, ts_us, rng, SYMBOLS)
+    return frame.with_columns(position=pl.Series(books.target[keys]))
+
+
+def append(uri: str, frame: pl.DataFrame) -> None:
+    from v6_pipeline.lake import schemas
+
+    write_deltalake(uri, frame.to_arrow().cast(schemas.POSITION_UPDATES), mode="append")
+
+
+def us(at: datetime) -> int:
+    return int(at.timestamp() * 1e6)
+
+
+def settle_and_trickle(uri: str, books: Books, settled_at: datetime, until: datetime) -> int:
+    """One commit settling every key, then a streamer's agreeing appends up to `until`."""
+    keys = np.arange(KEYS)
+    append(uri, rows_for(keys, np.full(KEYS, us(settled_at)), books, seed=10))
+    free = np.setdiff1d(keys, books.planted)
+    rng = np.random.default_rng(11)
+    start, commits = settled_at + timedelta(minutes=1), 1
+    while start < until:
+        end = min(start + TRICKLE_EVERY, until)
+        n = max(1, int((end - start).total_seconds() / 60 * TRICKLE_ROWS_PER_MIN))
+        ts = rng.integers(us(start), us(end), n)
+        append(uri, rows_for(rng.choice(free, n), ts, books, seed=12 + commits))
+        start, commits = end, commits + 1
+    return commits
+
+
+def streamer_append(uri: str, books: Books, now: datetime, rows: int) -> None:
+    """What a streamer writes between two runs: recent agreeing rows, 2% of them late."""
+    rng = np.random.default_rng(99)
+    free = np.setdiff1d(np.arange(KEYS), books.planted)
+    ts = rng.integers(us(now - timedelta(minutes=4)), us(now - timedelta(seconds=5)), rows)
+    ts[: rows // 50] -= 6 * 3600 * 10**6
+    append(uri, rows_for(rng.choice(free, rows), ts, books, seed=100))
+
+
+def portfolio(books: Books):  # -> Portfolio
+    from v6_pipeline.ib.gateway import Portfolio, Position
+
+    contracts = history._frame(
+        books.ib_keys, np.zeros(len(books.ib_keys), np.int64), np.random.default_rng(5), SYMBOLS
+    )
+    rows = [
+        Position(
+            account=c["account"],
+            conid=c["conid"],
+            symbol=c["symbol"],
+            sec_type=c["sec_type"],
+            expiry=c["expiry"],
+            strike=c["strike"],
+            right=c["right"],
+            multiplier=c["multiplier"],
+            exchange="SMART",
+            currency=c["currency"],
+            trading_class=c["symbol"],
+            position=float(q),
+            avg_cost=123.4,
+        )
+        for c, q in zip(contracts.iter_rows(named=True), books.ib_qty, strict=True)
+    ]
+    rows += [
+        Position(
+            account=ACCOUNTS[0],
+            conid=900_000 + i,
+            symbol="NEW",
+            sec_type="OPT",
+            expiry="20270115",
+            strike=500.0,
+            right="C",
+            multiplier="100",
+            position=1.0,
+        )
+        for i in range(books.missing)
+    ]
+    return Portfolio.of(rows, ACCOUNTS)
+
+
+# --- reading a run back --------------------------------------------------------------------
+
+
+@dataclass
+class RunTimes:
+    steps: dict[str, float] = field(default_factory=dict)  # step key -> seconds
+    step_status: dict[str, str] = field(default_factory=dict)
+    run_s: float = 0.0  # RUN_START to RUN_SUCCESS/FAILURE
+    per_window: dict[str, list[float]] = field(default_factory=dict)  # step -> seconds each
+    windows_done: dict[str, int] = field(default_factory=dict)
+    metadata: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def run_times(instance, run_id: str) -> RunTimes:
+    from dagster import DagsterEventType as Event
+
+    out = RunTimes()
+    started: dict[str, float] = {}
+    last_line: dict[str, float] = {}
+    run_start = run_end = None
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        step = entry.step_key
+        if event is None:
+            if step and WINDOW_LINE.search(entry.user_message or ""):
+                if step in last_line:
+                    out.per_window.setdefault(step, []).append(entry.timestamp - last_line[step])
+                last_line[step] = entry.timestamp
+                out.windows_done[step] = out.windows_done.get(step, 0) + 1
+            continue
+        kind = event.event_type
+        if kind == Event.RUN_START:
+            run_start = entry.timestamp
+        elif kind in (Event.RUN_SUCCESS, Event.RUN_FAILURE):
+            run_end = entry.timestamp
+        elif kind == Event.STEP_START:
+            started[step] = last_line[step] = entry.timestamp
+        elif kind in (Event.STEP_SUCCESS, Event.STEP_FAILURE) and step in started:
+            out.steps[step] = entry.timestamp - started[step]
+            out.step_status[step] = "ok" if kind == Event.STEP_SUCCESS else "failed"
+        elif kind == Event.ASSET_MATERIALIZATION:
+            mat = event.event_specific_data.materialization
+            out.metadata[mat.asset_key.to_user_string()] = {
+                k: v.value for k, v in mat.metadata.items()
+            }
+    if run_start is not None and run_end is not None:
+        out.run_s = run_end - run_start
+    return out
+
+
+# --- the backfill, in a child process ----------------------------------------------------------
+
+
+def backfill_child(spec: dict[str, object]) -> None:
+    import dagster as dg
+
+    from v6_pipeline.definitions import build_defs
+    from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
+    from v6_pipeline.runner import run_windows
+
+    defs = build_defs(
+        {
+            "ib": IBGatewayResource(port=int(spec["port"]), timeout_s="60"),
+            "lake": LakeResource(lake_dir=str(spec["lake_dir"])),
+            "settings": ReconciliationSettings(),
+        }
+    )
+    instance = dg.DagsterInstance.get()  # DAGSTER_HOME: the parent's temp instance
+    began = time.perf_counter()
+    outcome = run_windows(
+        defs, str(spec["first"]), str(spec["last"]), instance=instance, log_level="CRITICAL"
+    )
+    wall = time.perf_counter() - began
+    print(
+        json.dumps(
+            {
+                "run_id": outcome.run_id,
+                "wall_s": wall,
+                "success": outcome.success,
+                "naked_check_passed": outcome.naked_check_passed,
+                "failure": outcome.failure,
+                "discrepancies": outcome.discrepancies.height,
+            }
+        )
+    )
+
+
+# --- the benchmark -----------------------------------------------------------------------------
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str]] = []
+
+    def add(self, stage: str, seconds: float | None, target: float | None = None) -> None:
+        secs = "-" if seconds is None else f"{seconds:.2f}"
+        if target is None:
+            self.rows.append((stage, secs, "", ""))
+        else:
+            met = "-" if seconds is None else ("yes" if seconds < target else "NO")
+            self.rows.append((stage, secs, f"< {target:g}", met))
+
+    def section(self, title: str) -> None:
+        self.rows.append((f"[{title}]", "", "", ""))
+
+    def print(self) -> None:
+        width = max(len(r[0]) for r in self.rows) + 2
+        print(f"\n{'stage':<{width}}{'seconds':>10}{'target s':>12}{'met?':>7}")
+        print("-" * (width + 29))
+        for stage, secs, target, met in self.rows:
+            print(f"{stage:<{width}}{secs:>10}{target:>12}{met:>7}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="position_updates history")
+    parser.add_argument("--positions", type=int, default=10_000, help="IB positions")
+    parser.add_argument("--windows", type=int, default=DAY_WINDOWS, help="backfill windows")
+    parser.add_argument("--appends", type=int, default=200, help="commits of the history")
+    parser.add_argument("--streamer-rows", type=int, default=2_000, help="append after warm-up")
+    parser.add_argument("--backfill-timeout-s", type=float, default=3600.0)
+    parser.add_argument("--backfill-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.backfill_child:
+        backfill_child(json.loads(args.backfill_child))
+        return
+    if not 0 < args.windows <= DAY_WINDOWS:
+        parser.error(f"--windows must be 1..{DAY_WINDOWS}")
+    if args.positions <= sum(PLANTED.values()) or args.positions > KEYS:
+        parser.error(f"--positions must be {sum(PLANTED.values()) + 1}..{KEYS}")
+
+    root = Path(tempfile.mkdtemp(prefix="v6_bench_pipeline_"))
+    os.environ["DAGSTER_HOME"] = str(root / "dagster_home")
+    (root / "dagster_home").mkdir()
+    (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    try:
+        bench(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace, root: Path) -> None:
+    import dagster as dg
+
+    from v6_pipeline.definitions import build_defs
+    from v6_pipeline.defs.partitions import last_closed_window, window_key, window_partitions
+    from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
+    from v6_pipeline.ib.gateway import GatewayThread
+    from v6_pipeline.ib.snapshot import take_snapshot
+    from v6_pipeline.lake.lake import Lake
+    from v6_pipeline.lake.paths import POSITION_UPDATES
+    from v6_pipeline.runner import run_windows
+
+    table = Table()
+    lake_dir = root / "lake"
+    lake = Lake(lake_dir)
+    uri = lake.uri(POSITION_UPDATES)
+    now = datetime.now(UTC)
+    # The backfilled day: the UTC day before the newest closed window's, inside the history.
+    day = (last_closed_window(now) - timedelta(days=1)).replace(hour=0, minute=0)
+    windows = [day + WINDOW * i for i in range(args.windows)]
+    first_key, last_key = window_key(windows[0]), window_key(windows[-1])
+    if not window_partitions.has_partition_key(first_key):
+        raise SystemExit(f"window {first_key} is not a partition; set V6_PARTITIONS_START earlier")
+    churn_end = day - timedelta(hours=12)
+    history.START = churn_end - history.SPAN  # read_latest's year of churn, ending here
+
+    # --- setup (not part of the claim)
+    table.section("setup (not claimed)")
+    began = time.perf_counter()
+    history.generate(uri, rows=args.rows, keys=KEYS, appends=args.appends, symbols=SYMBOLS, seed=1)
+    table.add(f"history: {args.rows:,} rows, {args.appends} appends", time.perf_counter() - began)
+    books = plan_books(args.positions, seed=3)
+    began = time.perf_counter()
+    commits = settle_and_trickle(uri, books, churn_end, now - timedelta(minutes=1))
+    table.add(f"settle + streamer trickle to now ({commits} appends)", time.perf_counter() - began)
+
+    began = time.perf_counter()
+    book = portfolio(books)
+    gw = GatewayThread(book).start()
+    try:
+        snap = take_snapshot(gw.host, gw.port, 606, timeout_s=60)
+        assert snap.positions.height == args.positions, snap.positions.height
+        table.add(
+            f"gateway up + one {args.positions:,}-position snapshot", time.perf_counter() - began
+        )
+        began = time.perf_counter()
+        for w in windows:
+            lake.write_snapshot(
+                snap.positions,
+                window_start=w,
+                taken_at=w + WINDOW + timedelta(seconds=2),
+                accounts=snap.accounts,
+                duration_s=snap.duration_s,
+            )
+        table.add(f"store {len(windows)} past snapshots", time.perf_counter() - began)
+        instance = dg.DagsterInstance.get()
+        defs = build_defs(
+            {
+                "ib": IBGatewayResource(port=gw.port, timeout_s="60"),
+                "lake": LakeResource(lake_dir=str(lake_dir)),
+                "settings": ReconciliationSettings(),
+            }
+        )
+
+        # --- warm-up
+        table.section("warm-up (not claimed)")
+        began = time.perf_counter()
+        latest = lake.read_latest(as_of=datetime.now(UTC))
+        table.add(
+            f"first read_latest ({latest.height:,} keys, builds checkpoint)",
+            time.perf_counter() - began,
+        )
+        began = time.perf_counter()
+        streamer_append(uri, books, datetime.now(UTC), args.streamer_rows)
+        table.add(f"streamer append ({args.streamer_rows:,} rows)", time.perf_counter() - began)
+        files = len(DeltaTable(uri).file_uris())
+
+        # --- the claim: the newest closed window, live
+        key = window_key(last_closed_window(datetime.now(UTC)))
+        began = time.perf_counter()
+        live = run_windows(defs, key, instance=instance, log_level="CRITICAL")
+        live_wall = time.perf_counter() - began
+        live_times = run_times(instance, live.run_id)
+    finally:
+        gw.stop()
+
+    table.section(f"one window {key} (live)")
+    for step in STEPS:
+        table.add(
+            f"{step} step ({live_times.step_status.get(step, '?')})", live_times.steps.get(step)
+        )
+    snap_md = live_times.metadata.get("ib_position_snapshot", {})
+    read_md = live_times.metadata.get("delta_latest_positions", {})
+    table.add(
+        "  of which IB snapshot (snapshot_duration_s)", _num(snap_md.get("snapshot_duration_s"))
+    )
+    table.add("  of which Delta read (read_s)", _num(read_md.get("read_s")))
+    table.add("run (RUN_START to end)", live_times.run_s)
+    table.add("TOTAL wall (run_windows)", live_wall, LIVE_TARGET_S)
+
+    # --- the claim: a day's backfill in one run
+    spec = {"port": 1, "lake_dir": str(lake_dir), "first": first_key, "last": last_key}
+    began = time.perf_counter()
+    child = None
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--backfill-child", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=args.backfill_timeout_s,
+            check=False,
+        )
+        if done.returncode != 0:
+            print(done.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"the backfill child failed ({done.returncode})")
+        child = json.loads(done.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        print(f"\nbackfill stopped after {args.backfill_timeout_s:g} s (--backfill-timeout-s)")
+    child_s = time.perf_counter() - began
+    runs = instance.get_run_records(
+        dg.RunsFilter(tags={"dagster/asset_partition_range_start": first_key})
+    )
+    n = len(windows)
+    target = BACKFILL_TARGET_S * n / DAY_WINDOWS
+    table.section(f"backfill {first_key}..{last_key} ({n} windows, one run)")
+    estimate = None
+    if runs:
+        bf = run_times(instance, runs[0].dagster_run.run_id)
+        for step in STEPS:
+            table.add(f"{step} step ({bf.step_status.get(step, 'unfinished')})", bf.steps.get(step))
+        for step in STEPS[1:]:
+            each = bf.per_window.get(step, [])
+            if each:
+                table.add(
+                    f"  {step} per window (avg of {len(each)}; "
+                    f"min {min(each):.2f}, max {max(each):.2f})",
+                    sum(each) / len(each),
+                )
+        table.add("run (RUN_START to end)", bf.run_s or None)
+        avg = [sum(e) / len(e) for step in STEPS[1:] if (e := bf.per_window.get(step))]
+        if child is None and avg:  # stopped: the finished windows' pace, over all of them
+            per_window = sum(avg) if len(avg) == 2 else 2 * avg[0]
+            estimate = bf.steps.get(STEPS[0], 0.0) + n * per_window
+    wall = child["wall_s"] if child else None
+    label = "TOTAL wall (run_windows)" + ("" if n == DAY_WINDOWS else " (target pro rata)")
+    table.add(label, wall, target)
+    table.add("  per window", wall / n if wall else None)
+    if estimate is not None:
+        table.add("  ESTIMATED from the finished windows' pace", estimate, target)
+    table.add("  child process incl. imports (not claimed)", child_s)
+
+    print(
+        f"\n== v6_pipeline end to end: {os.cpu_count()} cores, {args.rows:,} position_updates "
+        f"rows, {KEYS:,} keys, {args.positions:,} IB positions over {len(ACCOUNTS)} accounts, "
+        f"{n} backfill windows; position_updates in {files:,} files"
+    )
+    table.print()
+    print(
+        f"\nlive window: success={live.success} naked_check_passed={live.naked_check_passed} "
+        f"discrepancies={live.discrepancies.height} (planted {PLANTED})"
+        + (f"\n  failure: {live.failure}" if live.failure else "")
+    )
+    if child:
+        print(
+            f"backfill: success={child['success']} naked_check_passed="
+            f"{child['naked_check_passed']} discrepancies={child['discrepancies']}"
+            + (f"\n  failure: {child['failure']}" if child["failure"] else "")
+        )
+
+
+def _num(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+if __name__ == "__main__":
+    main()
