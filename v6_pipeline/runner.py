@@ -15,7 +15,6 @@ from v6_pipeline.defs.assets import NAKED_CHECK
 from v6_pipeline.defs.jobs import reconciliation_job
 from v6_pipeline.defs.partitions import validate_key, window_start
 from v6_pipeline.defs.resources import LakeResource
-from v6_pipeline.lake.schemas import POSITION_DISCREPANCIES, polars_schema
 
 EXIT_OK, EXIT_FAILED, EXIT_CRITICAL = 0, 1, 2
 
@@ -78,12 +77,8 @@ def run_windows(
     lake = defs.resources["lake"]
     assert isinstance(lake, LakeResource)
     store = lake.process_config_and_initialize().lake()  # resolves EnvVar settings
-    frames = [
-        store.read_discrepancies(window_start=window_start(key))
-        for key in _keys_between(defs, *keys)
-    ]
-    found = (
-        pl.concat(frames) if frames else pl.DataFrame(schema=polars_schema(POSITION_DISCREPANCIES))
+    found = store.read_discrepancies_of(
+        window_starts=[window_start(key) for key in _keys_between(defs, *keys)]
     )
     found = found.sort(
         [pl.col("severity") == "critical", "window_start", "type", "account", "conid"],

@@ -69,7 +69,7 @@ def ib_position_snapshot(
     store = lake.lake()
     now = datetime.now(UTC)
     windows = windows_of(context)
-    stored = {w: store.read_snapshot(window_start=w) for w in windows}
+    stored = store.read_snapshots(window_starts=windows)
     never = [w for w, s in stored.items() if s is None and not can_snapshot_live(w, now)]
     if never:
         raise dg.Failure(description=_never_snapshotted(never, now))
@@ -244,7 +244,7 @@ def _judged_inputs(
 ) -> Iterator[tuple[datetime, StoredSnapshot, pl.DataFrame]]:
     """Each window's stored snapshot and the Delta latest as of its `taken_at`, in the
     order of `taken_at`. A range reads the position log once (`iter_latest`)."""
-    snaps = {w: store.read_snapshot(window_start=w) for w in windows}
+    snaps = store.read_snapshots(window_starts=windows)
     missing = [window_key(w) for w, snap in snaps.items() if snap is None]
     if missing:
         raise dg.Failure(

@@ -13,9 +13,15 @@ from v6_pipeline.lake import paths, schemas
 from v6_pipeline.lake.errors import LakeError
 from v6_pipeline.lake.latest import iter_latest, read_latest, read_latest_many
 from v6_pipeline.lake.maintenance import DEFAULT_RETENTION_HOURS, TableMaintenance, maintain_table
-from v6_pipeline.lake.snapshots import StoredSnapshot, read_snapshot, write_snapshot
+from v6_pipeline.lake.schemas import polars_schema
+from v6_pipeline.lake.snapshots import (
+    StoredSnapshot,
+    read_snapshot,
+    read_snapshots,
+    write_snapshot,
+)
 from v6_pipeline.lake.updates import append_position_updates, create_position_updates
-from v6_pipeline.lake.windows import read_window, write_window
+from v6_pipeline.lake.windows import read_window, read_windows, write_window
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,16 @@ class Lake:
             window_start=window_start,
         )
 
+    def read_snapshots(
+        self, *, window_starts: Sequence[datetime]
+    ) -> dict[datetime, StoredSnapshot | None]:
+        """`read_snapshot` for many windows, reading each table once (UTC keys)."""
+        return read_snapshots(
+            self.uri(paths.IB_POSITION_SNAPSHOTS),
+            self.uri(paths.IB_SNAPSHOT_LOG),
+            window_starts=window_starts,
+        )
+
     def write_discrepancies(self, frame: pl.DataFrame, *, window_start: datetime) -> None:
         write_window(
             self.uri(paths.POSITION_DISCREPANCIES),
@@ -94,6 +110,17 @@ class Lake:
             self.uri(paths.POSITION_DISCREPANCIES),
             window_start=window_start,
             schema=schemas.POSITION_DISCREPANCIES,
+        )
+
+    def read_discrepancies_of(self, *, window_starts: Sequence[datetime]) -> pl.DataFrame:
+        """The discrepancy rows of every window of `window_starts`, from one scan."""
+        found = read_windows(
+            self.uri(paths.POSITION_DISCREPANCIES),
+            window_starts=window_starts,
+            schema=schemas.POSITION_DISCREPANCIES,
+        )
+        return pl.concat(
+            found.values() or [pl.DataFrame(schema=polars_schema(schemas.POSITION_DISCREPANCIES))]
         )
 
     def maintain(

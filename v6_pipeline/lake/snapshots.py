@@ -7,15 +7,17 @@ that died between the two writes leaves the window "never snapshotted", not half
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
 from v6_pipeline.lake import schemas
 from v6_pipeline.lake.errors import TornSnapshotError
 from v6_pipeline.lake.times import as_utc
-from v6_pipeline.lake.windows import read_window, write_window
+from v6_pipeline.lake.windows import read_windows, write_window
 
 
 @dataclass(frozen=True)
@@ -62,17 +64,36 @@ def read_snapshot(
     snapshots_uri: str, log_uri: str, *, window_start: datetime
 ) -> StoredSnapshot | None:
     """The stored snapshot of `window_start`, or None when the window was never snapshotted."""
-    entries = read_window(log_uri, window_start=window_start, schema=schemas.IB_SNAPSHOT_LOG)
-    if entries.is_empty():
-        return None
-    entry = entries.row(0, named=True)
-    positions = read_window(
-        snapshots_uri, window_start=window_start, schema=schemas.IB_POSITION_SNAPSHOTS
+    return read_snapshots(snapshots_uri, log_uri, window_starts=[window_start])[
+        as_utc(window_start, "window_start")
+    ]
+
+
+def read_snapshots(
+    snapshots_uri: str, log_uri: str, *, window_starts: Sequence[datetime]
+) -> dict[datetime, StoredSnapshot | None]:
+    """`read_snapshot` for each window of `window_starts`, reading each table once."""
+    entries = read_windows(log_uri, window_starts=window_starts, schema=schemas.IB_SNAPSHOT_LOG)
+    logged = [w for w, rows in entries.items() if not rows.is_empty()]
+    positions = read_windows(
+        snapshots_uri, window_starts=logged, schema=schemas.IB_POSITION_SNAPSHOTS
     )
+    return {
+        w: _checked(snapshots_uri, log_uri, rows.row(0, named=True), positions[w])
+        if w in positions
+        else None
+        for w, rows in entries.items()
+    }
+
+
+def _checked(
+    snapshots_uri: str, log_uri: str, entry: dict[str, Any], positions: pl.DataFrame
+) -> StoredSnapshot:
+    """The snapshot a log row commits to, if its position rows are all there."""
     stray = positions.filter(pl.col("taken_at") != entry["taken_at"]).height
     if positions.height != entry["position_count"] or stray:
         raise TornSnapshotError(
-            f"{snapshots_uri}: window {as_utc(window_start, 'window_start').isoformat()} holds "
+            f"{snapshots_uri}: window {entry['window_start'].isoformat()} holds "
             f"{positions.height} position row(s) ({stray} from another snapshot) but its log "
             f"row in {log_uri} records {entry['position_count']} taken at "
             f"{entry['taken_at'].isoformat()}: a rewrite was interrupted; re-materialize the window"

@@ -8,6 +8,7 @@ were. The tables are partitioned by the UTC date of the window, not by window.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import polars as pl
@@ -42,19 +43,37 @@ def write_window(
 
 def read_window(table_uri: str, *, window_start: datetime, schema: pa.Schema) -> pl.DataFrame:
     """The rows of window `window_start` (columns of `schema`); empty when there are none."""
-    window_start = as_utc(window_start, "window_start")
+    return read_windows(table_uri, window_starts=[window_start], schema=schema)[
+        as_utc(window_start, "window_start")
+    ]
+
+
+def read_windows(
+    table_uri: str, *, window_starts: Sequence[datetime], schema: pa.Schema
+) -> dict[datetime, pl.DataFrame]:
+    """The rows of each window of `window_starts` (columns of `schema`), from one scan
+    pruned to their dates; a window without rows maps to an empty frame."""
+    starts = sorted({as_utc(w, "window_start") for w in window_starts})
     empty = pl.DataFrame(schema=pl.from_arrow(schema.empty_table()).schema)  # type: ignore[union-attr]
-    if (table := try_open(table_uri)) is None:
-        return empty
-    rows = (
-        pl.scan_delta(table)
-        .filter(
-            pl.col(WINDOW_DATE.name) == window_start.date(),
-            pl.col("window_start") == window_start,
+    found: dict[datetime, pl.DataFrame] = {}
+    if starts and (table := try_open(table_uri)) is not None:
+        rows = (
+            pl.scan_delta(table)
+            .filter(
+                pl.col(WINDOW_DATE.name).is_in(sorted({w.date() for w in starts})),
+                pl.col("window_start").is_in(starts),
+            )
+            .select(empty.columns)
+            .collect()
         )
-        .collect()
-    )
-    return pl.concat([empty, rows.select(empty.columns)], how="vertical_relaxed")
+        found = {
+            key[0]: part
+            for key, part in rows.partition_by("window_start", as_dict=True).items()  # type: ignore[misc]
+        }
+    return {
+        w: pl.concat([empty, found[w]], how="vertical_relaxed") if w in found else empty
+        for w in starts
+    }
 
 
 def _conform(frame: pl.DataFrame, *, window_start: datetime, schema: pa.Schema) -> pa.Table:

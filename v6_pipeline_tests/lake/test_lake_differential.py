@@ -9,20 +9,18 @@ refreshes happen at random points.
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
 import polars as pl
 from deltalake import DeltaTable, write_deltalake
+from history_support import COLUMNS, T0, history_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from v6_pipeline.lake import latest, read_latest, schemas
 from v6_pipeline.lake.updates import append_position_updates
-
-T0 = datetime(2026, 1, 5, tzinfo=UTC)
-COLUMNS = schemas.polars_schema(schemas.POSITION_UPDATES)
 
 row = st.tuples(
     st.sampled_from(["DU1", "DU2"]),  # account
@@ -38,23 +36,6 @@ step = st.one_of(
     st.tuples(st.just("compact"), st.none()),
     st.tuples(st.just("delete"), st.tuples(st.integers(1, 5), st.integers(0, 60))),
 )
-
-
-def frame(rows: list[tuple[str, int, int, int, int]]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "account": [r[0] for r in rows],
-            "conid": [r[1] for r in rows],
-            "symbol": [f"S{r[1] % 2}" for r in rows],
-            "position": [float(r[2]) for r in rows],
-            "timestamp": [T0 + timedelta(minutes=r[3], microseconds=r[4]) for r in rows],
-        }
-    ).select(
-        pl.col(n).cast(t)
-        if n in ("account", "conid", "symbol", "position", "timestamp")
-        else pl.lit(None, t).alias(n)
-        for n, t in COLUMNS.items()
-    )
 
 
 def full_read(uri: str, as_of: datetime) -> pl.DataFrame:
@@ -87,7 +68,7 @@ def test_read_latest_equals_a_full_read(steps, refresh_rows, tail_minutes):
         uri = str(Path(lake) / "position_updates")
         # A history reaching minute 40, so that a checkpoint's cutoff leaves room for late rows.
         start = [("DU1", 1, 1, 0, 0), ("DU2", 2, 1, 40, 0)]
-        append_position_updates(uri, frame(start))
+        append_position_updates(uri, history_frame(start))
         seen = {(r[0], r[1], r[3], r[4]) for r in start}
         for kind, arg in [*steps, ("read", 61)]:
             if kind == "append":  # a plain writer: keys made unique, as the project's are
@@ -96,12 +77,12 @@ def test_read_latest_equals_a_full_read(steps, refresh_rows, tail_minutes):
                 if fresh:
                     write_deltalake(
                         uri,
-                        frame(fresh).to_arrow().cast(schemas.POSITION_UPDATES),
+                        history_frame(fresh).to_arrow().cast(schemas.POSITION_UPDATES),
                         mode="append",
                     )
             elif kind == "upsert":  # may replace stored rows: files are rewritten
                 seen |= {(r[0], r[1], r[3], r[4]) for r in arg}
-                append_position_updates(uri, frame(arg))
+                append_position_updates(uri, history_frame(arg))
             elif kind == "compact":
                 DeltaTable(uri).optimize.compact()
             elif kind == "delete":  # a repair of the log: rows vanish, files are rewritten

@@ -7,13 +7,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from unittest import mock
 
 import polars as pl
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from history_support import COLUMNS, T0, history_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,15 +26,12 @@ from v6_pipeline.lake import (
     latest,
     read_latest,
     read_latest_many,
-    schemas,
 )
 from v6_pipeline.lake.lake import Lake
 from v6_pipeline.lake.paths import checkpoint_uri
 from v6_pipeline.lake.source import STATS_PRECISION, PositionLog
 from v6_pipeline.lake.updates import append_position_updates
 
-T0 = datetime(2026, 1, 5, tzinfo=UTC)
-COLUMNS = schemas.polars_schema(schemas.POSITION_UPDATES)
 LEGACY_ACCOUNT = "DU9"
 Expected = Callable[[str, datetime], pl.DataFrame]
 
@@ -55,24 +53,6 @@ step = st.one_of(
     st.tuples(st.just("many"), st.lists(as_of, min_size=1, max_size=6)),
     st.tuples(st.just("compact"), st.none()),
 )
-
-
-def frame(rows: list[tuple[str, int, int, int, int]], *, legacy: bool) -> pl.DataFrame:
-    full = pl.DataFrame(
-        {
-            "account": [r[0] for r in rows],
-            "conid": [r[1] for r in rows],
-            "symbol": [f"S{r[1] % 2}" for r in rows],
-            "position": [float(r[2]) for r in rows],
-            "timestamp": [T0 + timedelta(minutes=r[3], microseconds=r[4]) for r in rows],
-        }
-    ).select(
-        pl.col(n).cast(t)
-        if n in ("account", "conid", "symbol", "position", "timestamp")
-        else pl.lit(None, t).alias(n)
-        for n, t in COLUMNS.items()
-    )
-    return full.drop("account", "sec_type") if legacy else full
 
 
 def time_of(spec: tuple[int, int]) -> datetime:
@@ -113,12 +93,14 @@ def test_read_latest_many_equals_read_latest_at_each_time(
         mock.patch.object(latest, "TAIL_HORIZON", timedelta(minutes=tail_minutes)),
     ):
         uri = str(Path(lake) / "position_updates")
-        write_deltalake(uri, frame([("DU1", 1, 1, 0, 0), ("DU2", 2, 1, 40, 0)], legacy=legacy))
+        write_deltalake(
+            uri, history_frame([("DU1", 1, 1, 0, 0), ("DU2", 2, 1, 40, 0)], legacy=legacy)
+        )
         for kind, arg in [*steps, ("many", [(61, 0), (-1, 0), (30, 0), (61, 0)])]:
             if kind == "append":  # a plain writer: duplicates and ties are kept
-                write_deltalake(uri, frame(arg, legacy=legacy), mode="append")
+                write_deltalake(uri, history_frame(arg, legacy=legacy), mode="append")
             elif kind == "upsert" and not legacy:  # the project's writer rewrites files
-                append_position_updates(uri, frame(arg, legacy=False))
+                append_position_updates(uri, history_frame(arg, legacy=False))
             elif kind == "compact":  # the checkpoint no longer serves: rebuilt
                 DeltaTable(uri).optimize.compact()
             elif kind == "read":  # builds or moves the checkpoint's cutoff

@@ -87,3 +87,27 @@ def test_rows_without_their_log_row_are_a_torn_snapshot(tmp_path, minute):
     )
     with pytest.raises(TornSnapshotError, match="re-materialize"):
         lake.read_snapshot(window_start=minute(0))
+
+
+def test_many_windows_read_at_once_equal_one_by_one(tmp_path, minute):
+    lake = Lake(tmp_path)
+    # Windows on two UTC dates, one of them an empty answer, one never snapshotted.
+    windows = [minute(0), minute(5), minute(60 * 24), minute(60 * 24 + 5)]
+    for window, conids in zip(windows[:3], ([1, 2], [], [3]), strict=True):
+        lake.write_snapshot(
+            ib_rows(conids),
+            window_start=window,
+            taken_at=window + (minute(5.1) - minute(0)),
+            accounts=["DU111"],
+            duration_s=0.1,
+        )
+
+    together = lake.read_snapshots(window_starts=list(reversed(windows)))
+
+    assert list(together) == windows  # every window asked for, in time order
+    assert together[windows[3]] is None
+    for window in windows[:3]:
+        one = lake.read_snapshot(window_start=window)
+        assert together[window].taken_at == one.taken_at
+        assert together[window].positions.equals(one.positions)
+    assert together[windows[1]].positions.is_empty()

@@ -1,0 +1,32 @@
+"""Shared by the randomized read tests: generated history rows as `position_updates`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from v6_pipeline.lake import schemas
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+COLUMNS = schemas.polars_schema(schemas.POSITION_UPDATES)
+_GIVEN = ("account", "conid", "symbol", "position", "timestamp")
+
+
+def history_frame(
+    rows: list[tuple[str, int, int, int, int]], *, legacy: bool = False
+) -> pl.DataFrame:
+    """(account, conid, position, minute, microsecond) rows; `legacy` drops the columns
+    the earlier writer did not have."""
+    full = pl.DataFrame(
+        {
+            "account": [r[0] for r in rows],
+            "conid": [r[1] for r in rows],
+            "symbol": [f"S{r[1] % 2}" for r in rows],
+            "position": [float(r[2]) for r in rows],
+            "timestamp": [T0 + timedelta(minutes=r[3], microseconds=r[4]) for r in rows],
+        }
+    ).select(
+        pl.col(n).cast(t) if n in _GIVEN else pl.lit(None, t).alias(n) for n, t in COLUMNS.items()
+    )
+    return full.drop("account", "sec_type") if legacy else full
