@@ -126,6 +126,10 @@ def _serve_ui(env: dict[str, str], port: int) -> int:
     print("or launch a backfill from the position_discrepancies asset page.")
     # Its own process group, so Ctrl-C and the shutdown reach the daemon and webserver.
     proc = subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
+    # Ctrl-C and a plain `kill` both stop everything; a shell script that starts us in the
+    # background leaves SIGINT ignored, so restore it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return proc.wait()
     except KeyboardInterrupt:

@@ -83,7 +83,8 @@ def test_materialization_metadata_tells_the_story(pipeline: Pipeline) -> None:
     assert meta["missing_from_delta_count"].value == 1
     assert meta["ib_open_positions"].value == 4  # OPT legs with a quantity
     assert "NAKED" in meta["discrepancies"].value
-    assert isinstance(meta["dagster/column_schema"].value, dg.TableSchema)
+    columns = {c.name: c for c in meta["dagster/column_schema"].value.columns}
+    assert "person on call" in columns["details"].description
     snap = pipeline.instance.get_latest_materialization_event(dg.AssetKey("ib_position_snapshot"))
     snap_meta = snap.asset_materialization.metadata
     assert snap_meta["dagster/row_count"].value == len(DEMO.positions)
