@@ -9,17 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from v6_pipeline.demo.book import demo_position_updates, portfolio_path
-from v6_pipeline.ib.gateway import GatewayThread, load_portfolio
+from v6_pipeline.demo.book import demo_position_updates
+from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.lake.lake import Lake
+from v6_pipeline_tests.support import free_port, wait_for_ui
 
 
 def v6(
@@ -61,9 +59,8 @@ def test_demo_refuses_to_wipe_a_folder_it_did_not_make(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def gateway() -> Iterator[GatewayThread]:
-    with GatewayThread(load_portfolio(portfolio_path())) as gw:
-        yield gw
+def gateway(demo_gateway: GatewayThread) -> GatewayThread:
+    return demo_gateway
 
 
 def settings(gw: GatewayThread, lake_dir: Path, home: Path) -> dict[str, str]:
@@ -111,14 +108,8 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert "invalid choice" in proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_demo_ui_serves_dagster_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "v6_pipeline.cli", "demo", "--ui", "--ui-port", str(port),
          "--dir", str(tmp_path / "demo")],
@@ -128,16 +119,7 @@ def test_demo_ui_serves_dagster_and_ctrl_c_stops_everything(tmp_path: Path) -> N
         start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        info = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as r:
-                    info = json.load(r)
-                    break
-            except OSError:
-                time.sleep(0.5)
-        assert info is not None, "the Dagster UI did not come up"
+        info = json.loads(wait_for_ui(port, proc))
         assert "dagster_webserver_version" in info
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does

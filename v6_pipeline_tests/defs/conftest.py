@@ -1,4 +1,4 @@
-"""Fixtures for the pipeline: the gateway emulator, a lake in a tmp dir, a Dagster instance."""
+"""Fixtures for the pipeline: the demo emulator, a lake in a tmp dir, a Dagster instance."""
 
 from __future__ import annotations
 
@@ -13,26 +13,9 @@ import pytest
 from v6_pipeline.definitions import build_defs
 from v6_pipeline.defs.partitions import last_closed_window, window_key
 from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
-from v6_pipeline.demo.book import DEMO_STALE_AFTER_S, demo_position_updates, portfolio_path
-from v6_pipeline.ib.gateway import GatewayThread, load_portfolio
+from v6_pipeline.demo.book import DEMO_STALE_AFTER_S, demo_position_updates
+from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.lake.lake import Lake
-
-DEMO = load_portfolio(portfolio_path())
-
-
-@pytest.fixture(scope="session")
-def gateway_thread() -> Iterator[GatewayThread]:
-    with GatewayThread(DEMO) as gw:
-        yield gw
-
-
-@pytest.fixture
-def gateway(gateway_thread: GatewayThread) -> Iterator[GatewayThread]:
-    gateway_thread.set_faults([])
-    gateway_thread.set_portfolio(DEMO)
-    yield gateway_thread
-    gateway_thread.set_faults([])
-    gateway_thread.set_portfolio(DEMO)
 
 
 @dataclass
@@ -58,15 +41,15 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path, gateway: GatewayThread, instance: dg.DagsterInstance) -> Pipeline:
+def pipeline(tmp_path: Path, demo_gateway: GatewayThread, instance: dg.DagsterInstance) -> Pipeline:
     lake_dir = tmp_path / "lake"
     defs = build_defs(
         {
-            "ib": IBGatewayResource(port=gateway.port, timeout_s="2"),
+            "ib": IBGatewayResource(port=demo_gateway.port, timeout_s="2"),
             "lake": LakeResource(lake_dir=str(lake_dir)),
             "settings": ReconciliationSettings(stale_after_s=str(DEMO_STALE_AFTER_S)),
         }
     )
     lake = Lake(lake_dir)
     lake.append_position_updates(demo_position_updates(datetime.now(UTC)))
-    return Pipeline(defs, lake, instance, gateway)
+    return Pipeline(defs, lake, instance, demo_gateway)

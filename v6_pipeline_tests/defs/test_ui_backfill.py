@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from v6_pipeline.home import prepare_home
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.ib.snapshot import take_snapshot
 from v6_pipeline.lake.lake import Lake
+from v6_pipeline_tests.support import free_port, wait_for_ui
 
 ASSETS = ["ib_position_snapshot", "delta_latest_positions", "position_discrepancies"]
 LAUNCH = """
@@ -39,12 +39,6 @@ mutation Launch($params: LaunchBackfillParams!) {
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _graphql(port: int, query: str, variables: dict) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
@@ -56,16 +50,16 @@ def _graphql(port: int, query: str, variables: dict) -> dict:
 
 
 @pytest.fixture
-def dagster_dev(tmp_path: Path, gateway: GatewayThread) -> Iterator[tuple[int, Path, Lake]]:
+def dagster_dev(tmp_path: Path, demo_gateway: GatewayThread) -> Iterator[tuple[int, Path, Lake]]:
     """`dagster dev` on a tmp lake and home, pointed at the emulator."""
     home = prepare_home(tmp_path / "home")
     lake = Lake(tmp_path / "lake")
     lake.append_position_updates(demo_position_updates(datetime.now(UTC)))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
-        "V6_IB_PORT": str(gateway.port),
+        "V6_IB_PORT": str(demo_gateway.port),
         "V6_LAKE_DIR": str(tmp_path / "lake"),
         "V6_STALE_AFTER_S": "86400",
     }
@@ -78,16 +72,7 @@ def dagster_dev(tmp_path: Path, gateway: GatewayThread) -> Iterator[tuple[int, P
         start_new_session=True,  # its own group: stopped with its daemon and workers
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, "dagster dev exited"
-                time.sleep(0.5)
-        else:
-            pytest.fail("dagster dev did not come up")
+        wait_for_ui(port, proc)
         yield port, home, lake
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -98,9 +83,10 @@ def dagster_dev(tmp_path: Path, gateway: GatewayThread) -> Iterator[tuple[int, P
 
 
 def test_ui_range_backfill_rejudges_stored_snapshots_in_one_run(
-    dagster_dev: tuple[int, Path, Lake], gateway: GatewayThread
+    dagster_dev: tuple[int, Path, Lake], demo_gateway: GatewayThread
 ) -> None:
     port, home, lake = dagster_dev
+    gateway = demo_gateway
     newest = last_closed_window(datetime.now(UTC))
     windows = [newest - 3 * WINDOW, newest - 2 * WINDOW]
     answer = take_snapshot(gateway.host, gateway.port, 606, timeout_s=5)

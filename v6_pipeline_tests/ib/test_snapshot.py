@@ -7,13 +7,11 @@ real ib_async client; nothing is mocked.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
-from v6_pipeline.demo.book import portfolio_path
 from v6_pipeline.ib.errors import (
     ClientIdInUseError,
     ConnectivityLostError,
@@ -23,11 +21,11 @@ from v6_pipeline.ib.errors import (
     MalformedPositionError,
     SnapshotTimeoutError,
 )
-from v6_pipeline.ib.gateway import GatewayThread, Portfolio, load_portfolio
+from v6_pipeline.ib.gateway import GatewayThread, Portfolio
 from v6_pipeline.ib.snapshot import POSITIONS_SCHEMA, IBSnapshot, take_snapshot
 from v6_pipeline.reconcile import reconcile
+from v6_pipeline_tests.support import DEMO
 
-DEMO = load_portfolio(portfolio_path())
 CLIENT_ID = 606
 TIMEOUT_S = 2.0
 # Start-up requests the snapshot must not make: orders, executions, account values.
@@ -35,18 +33,9 @@ UNWANTED_REQUESTS = {5: "reqOpenOrders", 99: "reqCompletedOrders", 7: "reqExecut
                      6: "reqAccountUpdates", 76: "reqAccountUpdatesMulti"}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[GatewayThread]:
-    with GatewayThread(DEMO) as gw:
-        yield gw
-
-
 @pytest.fixture
-def gw(gateway: GatewayThread) -> Iterator[GatewayThread]:
-    gateway.set_faults([])
-    gateway.set_portfolio(DEMO)
-    yield gateway
-    gateway.set_faults([])
+def gw(demo_gateway: GatewayThread) -> GatewayThread:
+    return demo_gateway
 
 
 def snapshot(gw: GatewayThread, **options: float) -> IBSnapshot:
