@@ -229,7 +229,7 @@ def backfill_child(spec: dict[str, object]) -> None:
 
     from v6_pipeline.definitions import build_defs
     from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
-    from v6_pipeline.runner import run_windows
+    from v6_pipeline.run.runner import run_windows
 
     defs = build_defs(
         {
@@ -322,7 +322,7 @@ def bench(args: argparse.Namespace, root: Path) -> None:
     from v6_pipeline.ib.snapshot import take_snapshot
     from v6_pipeline.lake.lake import Lake
     from v6_pipeline.lake.paths import POSITION_UPDATES
-    from v6_pipeline.runner import run_windows
+    from v6_pipeline.run.runner import run_windows
 
     table = Table()
     lake_dir = root / "lake"

@@ -14,7 +14,7 @@ import sys
 # name -> module implementing it
 COMMANDS: dict[str, str] = {
     "demo": "v6_pipeline.demo.command",
-    "reconcile": "v6_pipeline.reconcile_command",
+    "reconcile": "v6_pipeline.run.command",
     "gateway": "v6_pipeline.ib.gateway.command",
     "lake": "v6_pipeline.lake.command",
 }

@@ -1,4 +1,9 @@
-"""The Dagster code location: `workspace.yaml` loads `defs` from here."""
+"""The Dagster code location: `workspace.yaml` loads `defs` from here.
+
+`defs` is built when Dagster loads the code location (`@dg.definitions`), not on
+import: the settings are read and checked then, and a bad one is an error naming the
+variable, shown in the UI.
+"""
 
 from collections.abc import Mapping
 
@@ -10,12 +15,13 @@ from v6_pipeline.defs.assets import (
     position_discrepancies,
 )
 from v6_pipeline.defs.jobs import lake_maintenance_job, reconciliation_job
-from v6_pipeline.defs.resources import resources_from_env
+from v6_pipeline.defs.resources import check_settings, resources_from_env
 from v6_pipeline.defs.schedules import lake_maintenance_schedule, reconciliation_schedule
 
 
 def build_defs(resources: Mapping[str, dg.ConfigurableResource]) -> dg.Definitions:
-    """The project's definitions bound to `resources` (tests bind their own)."""
+    """The project's definitions bound to `resources` (tests bind their own), checked."""
+    check_settings(resources)
     return dg.Definitions(
         assets=[ib_position_snapshot, delta_latest_positions, position_discrepancies],
         jobs=[reconciliation_job, lake_maintenance_job],
@@ -26,4 +32,6 @@ def build_defs(resources: Mapping[str, dg.ConfigurableResource]) -> dg.Definitio
     )
 
 
-defs = build_defs(resources_from_env())
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_defs(resources_from_env())

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from v6_pipeline.demo.book import portfolio_path
 from v6_pipeline.ib.gateway import load_portfolio
@@ -30,3 +33,18 @@ def wait_for_ui(port: int, proc: subprocess.Popen, timeout_s: float = 120) -> by
         except OSError:
             time.sleep(0.5)
     raise AssertionError(f"the Dagster UI did not come up on port {port}")
+
+
+def v6(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run the `v6` command as a user does, in its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "v6_pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )

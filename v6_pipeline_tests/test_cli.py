@@ -17,21 +17,7 @@ import pytest
 from v6_pipeline.demo.book import demo_position_updates
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.lake.lake import Lake
-from v6_pipeline_tests.support import free_port, wait_for_ui
-
-
-def v6(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "v6_pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-    )
+from v6_pipeline_tests.support import free_port, v6, wait_for_ui
 
 
 def test_demo_runs_as_designed(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def windows_of(context: dg.AssetExecutionContext) -> list[datetime]:
 def ib_position_snapshot(
     context: dg.AssetExecutionContext, ib: IBGatewayResource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    store = lake.lake()
+    store = lake.get_lake()
     now = datetime.now(UTC)
     windows = windows_of(context)
     stored = store.read_snapshots(window_starts=windows)
@@ -117,7 +117,7 @@ def ib_position_snapshot(
 def delta_latest_positions(
     context: dg.AssetExecutionContext, lake: LakeResource
 ) -> dg.MaterializeResult:
-    store = lake.lake()
+    store = lake.get_lake()
     started = time.perf_counter()
     windows = 0
     latest = pl.DataFrame()
@@ -184,7 +184,7 @@ WARN_CHECKS: dict[DiscrepancyType, tuple[str, str]] = {
 def position_discrepancies(
     context: dg.AssetExecutionContext, lake: LakeResource, settings: ReconciliationSettings
 ) -> dg.MaterializeResult:
-    store = lake.lake()
+    store = lake.get_lake()
     scope, tol, stale = settings.scope(), settings.tolerance(), settings.stale_after()
     judged = []
     ib_open = delta_open = 0

@@ -11,6 +11,9 @@ reconciliation_job = dg.define_asset_job(
     "reconciliation_job",
     selection=dg.AssetSelection.groups(GROUP),
     executor_def=dg.in_process_executor,
+    # A live window takes seconds and a week's backfill about a minute: a run still going
+    # after 15 minutes is wedged, and run monitoring fails it (dagster.yaml).
+    tags={"dagster/max_runtime": "900"},
     description=(
         "Snapshot IB, read the Delta latest positions as of the snapshot, and write the "
         "window's discrepancies; fails when a NAKED_POSITION exists."
@@ -20,7 +23,7 @@ reconciliation_job = dg.define_asset_job(
 
 @dg.op(description="Compact and vacuum every project table; rebuild the read checkpoint.")
 def maintain_lake(context: dg.OpExecutionContext, lake: LakeResource) -> None:
-    for done in lake.lake().maintain():
+    for done in lake.get_lake().maintain():
         context.log.info(str(done))
 
 

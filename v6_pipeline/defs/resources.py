@@ -1,90 +1,185 @@
-"""Resources: IB, the lake, and the reconciliation settings, all read from `V6_*` settings.
+"""Resources: IB, the lake, and the reconciliation settings, from the `V6_*` settings.
 
-Fields that are floats in spirit are strings here: Dagster's `EnvVar` has a string and
-an int form only. They are parsed, with an error naming the setting, when used.
+Each setting has one default: the resource field's. `resources_from_env` passes an
+`EnvVar` only for the variables that are set (the UI then shows where a value came
+from), and `check_settings` parses every value once, when Dagster loads the code
+location, so a bad value is an error naming the variable in the UI, not a surprise
+in a run at 3 a.m. Fields that are numbers in spirit are strings: Dagster's `EnvVar`
+has a string and an int form only.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import ClassVar
 
 import dagster as dg
 
 from v6_pipeline.ib.snapshot import IBSnapshot, take_snapshot
 from v6_pipeline.lake.lake import Lake
 
-DEFAULT_CLIENT_ID = 606  # far from the 0/1/2 trading clients usually take
+# IB's security types (TWS API `Contract.secType`).
+IB_SEC_TYPES = frozenset(
+    {
+        "STK", "OPT", "FUT", "FOP", "CASH", "BOND", "WAR", "IND", "CFD", "CMDTY", "FUND",
+        "BAG", "CRYPTO", "IOPT", "NEWS", "BILL", "FIXED", "SLB", "CONTFUT", "EC",
+    }
+)  # fmt: skip
+_MAX_SECONDS = 10 * 365 * 86400  # a duration longer than ten years is a typo
 
 
-def setting(name: str, default: str) -> str:
-    """`EnvVar(name)` when the operator set it (the UI then shows where the value came
-    from), else the documented default."""
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
+class _Settings(dg.ConfigurableResource):
+    """A resource whose fields are `V6_*` settings (`ENV`: field -> variable)."""
+
+    ENV: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> _Settings:
+        fields = {}
+        for field, variable in cls.ENV.items():
+            if environ.get(variable, "").strip():
+                annotation = cls.model_fields[field].annotation
+                fields[field] = (
+                    dg.EnvVar.int(variable) if annotation is int else dg.EnvVar(variable)
+                )
+        return cls(**fields)
+
+    def check(self) -> None:
+        """Raise ValueError naming the variable of the first bad setting."""
 
 
-def int_setting(name: str, default: int) -> int:
-    return dg.EnvVar.int(name) if os.environ.get(name, "").strip() else default
-
-
-def _number(name: str, raw: str, *, minimum: float = 0.0) -> float:
+def _seconds(variable: str, raw: str, *, positive: bool = False) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if not value >= minimum:
-        raise ValueError(f"{name}={raw!r} must be >= {minimum:g}")
+        raise ValueError(f"{variable}={raw!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(
+            f"{variable}={raw!r} must be a finite number of seconds {'> 0' if positive else '>= 0'}"
+        )
+    if value > _MAX_SECONDS:
+        raise ValueError(f"{variable}={raw!r} is over ten years; write the value in seconds")
     return value
 
 
-class IBGatewayResource(dg.ConfigurableResource):
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.strip() for p in raw.replace(" ", ",").split(",") if p.strip()))
+
+
+class IBGatewayResource(_Settings):
     """IB Gateway or TWS over its TCP API, read-only: one complete position snapshot."""
+
+    ENV: ClassVar[dict[str, str]] = {
+        "host": "V6_IB_HOST",
+        "port": "V6_IB_PORT",
+        "client_id": "V6_IB_CLIENT_ID",
+        "timeout_s": "V6_IB_TIMEOUT_S",
+        "accounts": "V6_ACCOUNTS",
+    }
 
     host: str = "127.0.0.1"
     port: int = 4002
-    client_id: int = DEFAULT_CLIENT_ID
+    client_id: int = 606  # far from the 0/1/2 trading clients usually take
     timeout_s: str = "30"
+    accounts: str = ""  # empty: every account the gateway manages
+
+    def check(self) -> None:
+        if not self.host.strip():
+            raise ValueError("V6_IB_HOST is empty; write the gateway's host, e.g. 127.0.0.1")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"V6_IB_PORT={self.port} is not a TCP port (1-65535)")
+        if not 0 <= self.client_id < 2**31:
+            raise ValueError(f"V6_IB_CLIENT_ID={self.client_id} must be between 0 and 2^31-1")
+        self.timeout()
+
+    def timeout(self) -> float:
+        return _seconds("V6_IB_TIMEOUT_S", self.timeout_s, positive=True)
+
+    def account_filter(self) -> tuple[str, ...] | None:
+        """The accounts to judge (`V6_ACCOUNTS`); `None`: every managed account."""
+        return _names(self.accounts) or None
 
     def snapshot(self) -> IBSnapshot:
-        return take_snapshot(
-            self.host,
-            self.port,
-            self.client_id,
-            timeout_s=_number("V6_IB_TIMEOUT_S", self.timeout_s, minimum=0.1),
-        )
+        return take_snapshot(self.host, self.port, self.client_id, timeout_s=self.timeout())
 
 
-class LakeResource(dg.ConfigurableResource):
+class LakeResource(_Settings):
     """The Delta tables under `lake_dir`."""
+
+    ENV: ClassVar[dict[str, str]] = {
+        "lake_dir": "V6_LAKE_DIR",
+        "default_account": "V6_DEFAULT_ACCOUNT",
+    }
 
     lake_dir: str = "data/lake"
     default_account: str = ""
 
-    def lake(self) -> Lake:
+    def check(self) -> None:
+        if not self.lake_dir.strip():
+            raise ValueError("V6_LAKE_DIR is empty; write the folder (or URI) of the tables")
+
+    def get_lake(self) -> Lake:
         return Lake(self.lake_dir, default_account=self.default_account or None)
 
 
-class ReconciliationSettings(dg.ConfigurableResource):
+class ReconciliationSettings(_Settings):
     """What counts as a discrepancy: scope, tolerance, staleness."""
+
+    ENV: ClassVar[dict[str, str]] = {
+        "sec_types": "V6_SEC_TYPES",
+        "abs_tol": "V6_ABS_TOL",
+        "allow_large_tol": "V6_ALLOW_LARGE_TOL",
+        "stale_after_s": "V6_STALE_AFTER_S",
+    }
 
     sec_types: str = "OPT"
     abs_tol: str = "0.001"
+    allow_large_tol: str = ""  # "1": accept a tolerance of a whole contract or more
     stale_after_s: str = ""
+
+    def check(self) -> None:
+        self.scope()
+        self.tolerance()
+        self.stale_after()
 
     def scope(self) -> tuple[str, ...] | None:
         """The sec types in scope; `None` means all (`*`)."""
-        types = tuple(t.strip().upper() for t in self.sec_types.split(",") if t.strip())
+        types = tuple(t.upper() for t in _names(self.sec_types))
         if not types:
             raise ValueError("V6_SEC_TYPES is empty; write e.g. OPT or OPT,STK, or * for all")
-        return None if "*" in types else types
+        if "*" in types:
+            return None
+        unknown = [t for t in types if t not in IB_SEC_TYPES]
+        if unknown:
+            raise ValueError(
+                f"V6_SEC_TYPES names {', '.join(unknown)}, which IB does not use: a sec type "
+                f"IB never reports would silently judge nothing. Use IB's names "
+                f"({', '.join(sorted(IB_SEC_TYPES))}) or * for all"
+            )
+        return types
 
     def tolerance(self) -> float:
-        return _number("V6_ABS_TOL", self.abs_tol)
+        try:
+            value = float(self.abs_tol)
+        except ValueError:
+            raise ValueError(f"V6_ABS_TOL={self.abs_tol!r} is not a number") from None
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"V6_ABS_TOL={self.abs_tol!r} must be a finite number >= 0")
+        if value >= 1 and self.allow_large_tol.strip().lower() not in ("1", "true", "yes"):
+            raise ValueError(
+                f"V6_ABS_TOL={self.abs_tol!r} is a whole contract or more: a closed leg "
+                "would no longer count as open, hiding naked positions. Use a tolerance "
+                "below 1 (default 0.001), or set V6_ALLOW_LARGE_TOL=1 if you mean it"
+            )
+        return value
 
     def stale_after(self) -> timedelta | None:
         if not self.stale_after_s.strip():
             return None
-        return timedelta(seconds=_number("V6_STALE_AFTER_S", self.stale_after_s))
+        return timedelta(seconds=_seconds("V6_STALE_AFTER_S", self.stale_after_s))
 
     def describe(self) -> str:
         scope = self.scope()
@@ -96,22 +191,25 @@ class ReconciliationSettings(dg.ConfigurableResource):
         )
 
 
-def resources_from_env() -> dict[str, dg.ConfigurableResource]:
-    """The resources as `V6_*` settings configure them (README, "Settings")."""
-    return {
-        "ib": IBGatewayResource(
-            host=setting("V6_IB_HOST", "127.0.0.1"),
-            port=int_setting("V6_IB_PORT", 4002),
-            client_id=int_setting("V6_IB_CLIENT_ID", DEFAULT_CLIENT_ID),
-            timeout_s=setting("V6_IB_TIMEOUT_S", "30"),
-        ),
-        "lake": LakeResource(
-            lake_dir=setting("V6_LAKE_DIR", "data/lake"),
-            default_account=setting("V6_DEFAULT_ACCOUNT", ""),
-        ),
-        "settings": ReconciliationSettings(
-            sec_types=setting("V6_SEC_TYPES", "OPT"),
-            abs_tol=setting("V6_ABS_TOL", "0.001"),
-            stale_after_s=setting("V6_STALE_AFTER_S", ""),
-        ),
-    }
+RESOURCES: dict[str, type[_Settings]] = {
+    "ib": IBGatewayResource,
+    "lake": LakeResource,
+    "settings": ReconciliationSettings,
+}
+
+
+def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, _Settings]:
+    """The resources as the `V6_*` settings configure them (README, "Settings")."""
+    return {name: cls.from_env(environ) for name, cls in RESOURCES.items()}
+
+
+def check_settings(resources: Mapping[str, dg.ConfigurableResource]) -> None:
+    """Parse every setting of `resources` (EnvVars resolved); ValueError names the bad one."""
+    for resource in resources.values():
+        if isinstance(resource, _Settings):
+            try:
+                resolved = resource.process_config_and_initialize()
+            except dg.DagsterInvalidConfigError as exc:
+                variables = ", ".join(type(resource).ENV.values())
+                raise ValueError(f"a setting among {variables} is malformed: {exc}") from exc
+            resolved.check()

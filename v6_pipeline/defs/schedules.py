@@ -4,13 +4,7 @@ import dagster as dg
 
 from v6_pipeline.defs.jobs import lake_maintenance_job, reconciliation_job
 from v6_pipeline.defs.partitions import last_closed_window, window_key
-
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
+from v6_pipeline.run.liveness import live_runs
 
 
 @dg.schedule(
@@ -20,16 +14,15 @@ IN_FLIGHT = [
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description=(
         "Every 5 minutes, reconcile the window that has just closed. Skips while a "
-        "previous reconciliation run is still in flight, so two runs never query IB at once."
+        "previous reconciliation run is still in flight, so two runs never query IB at once; "
+        "a run whose process died is marked failed instead of blocking the schedule."
     ),
 )
 def reconciliation_schedule(
     context: dg.ScheduleEvaluationContext,
 ) -> dg.RunRequest | dg.SkipReason:
     key = window_key(last_closed_window(context.scheduled_execution_time))
-    running = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=reconciliation_job.name, statuses=IN_FLIGHT), limit=1
-    )
+    running = live_runs(context.instance, reconciliation_job.name)
     if running:
         return dg.SkipReason(
             f"skipping window {key}: run {running[0].run_id[:8]} is still in flight "

@@ -88,9 +88,9 @@ def _run_once():  # -> Outcome; imports Dagster only once the environment is set
     from v6_pipeline.definitions import build_defs
     from v6_pipeline.defs.partitions import last_closed_window, window_key
     from v6_pipeline.defs.resources import resources_from_env
-    from v6_pipeline.home import prepare_home
-    from v6_pipeline.report import print_outcome
-    from v6_pipeline.runner import run_windows
+    from v6_pipeline.run.instance import prepare_home
+    from v6_pipeline.run.report import print_outcome
+    from v6_pipeline.run.runner import run_windows
 
     prepare_home(os.environ["DAGSTER_HOME"])
     key = window_key(last_closed_window(datetime.now(UTC)))
@@ -99,7 +99,7 @@ def _run_once():  # -> Outcome; imports Dagster only once the environment is set
         outcome = run_windows(
             build_defs(resources_from_env()), key, instance=instance, log_level="CRITICAL"
         )
-    print_outcome(outcome, lake_dir=os.environ["V6_LAKE_DIR"])
+    print_outcome(outcome)
     return outcome
 
 

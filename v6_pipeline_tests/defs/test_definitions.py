@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from v6_pipeline.definitions import defs
+from v6_pipeline.definitions import defs as load_defs
 from v6_pipeline.defs.partitions import (
     WINDOW,
     default_start,
@@ -20,10 +21,13 @@ from v6_pipeline.defs.partitions import (
     window_key,
     window_partitions,
 )
-from v6_pipeline.defs.resources import ReconciliationSettings
+from v6_pipeline.defs.resources import ReconciliationSettings, resources_from_env
 from v6_pipeline.defs.schedules import reconciliation_schedule
 
 ASSETS = {"ib_position_snapshot", "delta_latest_positions", "position_discrepancies"}
+
+
+defs = load_defs()
 
 
 def test_defs_load_and_name_what_users_rely_on() -> None:
@@ -148,3 +152,55 @@ class TestSettings:
             ReconciliationSettings(abs_tol="lots").tolerance()
         with pytest.raises(ValueError, match="V6_SEC_TYPES is empty"):
             ReconciliationSettings(sec_types=" , ").scope()
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "says"),
+        [
+            ("V6_ABS_TOL", "inf", "V6_ABS_TOL='inf' must be a finite number"),
+            ("V6_ABS_TOL", "nan", "V6_ABS_TOL='nan' must be a finite number"),
+            ("V6_ABS_TOL", "1", "a whole contract or more"),
+            ("V6_SEC_TYPES", "OPT,FOO", "V6_SEC_TYPES names FOO"),
+            ("V6_STALE_AFTER_S", "inf", "V6_STALE_AFTER_S='inf' must be a finite number"),
+            ("V6_STALE_AFTER_S", "1e300", "over ten years"),
+            ("V6_IB_TIMEOUT_S", "0", "V6_IB_TIMEOUT_S='0' must be a finite number of seconds > 0"),
+            ("V6_IB_PORT", "99999", "V6_IB_PORT=99999 is not a TCP port"),
+            ("V6_IB_CLIENT_ID", "-1", "V6_IB_CLIENT_ID=-1"),
+        ],
+    )
+    def test_settings_that_would_blind_the_check_fail_the_load(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+    ) -> None:
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(ValueError, match=re.escape(says)):
+            load_defs()
+
+    def test_a_large_tolerance_needs_the_override(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("V6_ABS_TOL", "2")
+        monkeypatch.setenv("V6_ALLOW_LARGE_TOL", "1")
+        assert load_defs().resources["settings"].process_config_and_initialize().tolerance() == 2
+
+    def test_set_variables_become_env_vars_and_unset_ones_keep_one_default(self) -> None:
+        resources = resources_from_env({"V6_IB_PORT": "4001", "V6_LAKE_DIR": " "})
+        assert resources["ib"].port == dg.EnvVar.int("V6_IB_PORT")
+        assert resources["lake"].lake_dir == "data/lake"
+
+
+def test_the_ui_load_shows_a_bad_setting_by_name() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "definitions",
+            "validate",
+            "-m",
+            "v6_pipeline.definitions",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "DAGSTER_HOME": "", "V6_SEC_TYPES": "FOO"},
+    )
+    assert proc.returncode != 0
+    assert "V6_SEC_TYPES names FOO" in proc.stdout + proc.stderr

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
-from v6_pipeline.defs.assets import NAKED_CHECK
+from v6_pipeline.defs.assets import IB_POOL, NAKED_CHECK
 from v6_pipeline.defs.jobs import reconciliation_job
 from v6_pipeline.defs.partitions import validate_key, window_start
 from v6_pipeline.defs.resources import LakeResource
+from v6_pipeline.run.liveness import wait_for_pool, worker_tags
 
 EXIT_OK, EXIT_FAILED, EXIT_CRITICAL = 0, 1, 2
 
@@ -29,6 +30,7 @@ class Outcome:
     naked_check_passed: bool | None  # None: the check never ran (an earlier step failed)
     failure: str | None  # why the run failed, in the words of the step that failed
     discrepancies: pl.DataFrame  # the windows' rows as stored, critical first
+    lake_dir: str
 
     @property
     def exit_code(self) -> int:
@@ -44,19 +46,27 @@ def run_windows(
     *,
     instance: dg.DagsterInstance,
     log_level: str = "INFO",
+    slot_wait_s: float = 120.0,
 ) -> Outcome:
     """Materialize windows `first`..`last` (one run) and report what happened.
 
-    `log_level` is the console's; the instance's event log keeps everything.
+    `log_level` is the console's; the instance's event log keeps everything. Runs whose
+    process died are reaped first; a live run holding the IB pool slot is waited for at
+    most `slot_wait_s` (`PoolBusyError` then names it).
     """
     keys = (validate_key(first), validate_key(last or first))
     if window_start(keys[1]) < window_start(keys[0]):
         raise ValueError(f"the range {keys[0]}..{keys[1]} ends before it starts")
     job = defs.resolve_job_def(reconciliation_job.name)
+    wait_for_pool(instance, IB_POOL, job_name=job.name, deadline_s=slot_wait_s)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if keys[0] == keys[1]:
         result = job.execute_in_process(
-            run_config=run_config, partition_key=keys[0], instance=instance, raise_on_error=False
+            run_config=run_config,
+            partition_key=keys[0],
+            instance=instance,
+            raise_on_error=False,
+            tags=worker_tags(),
         )
     else:
         result = job.execute_in_process(
@@ -64,6 +74,7 @@ def run_windows(
             instance=instance,
             raise_on_error=False,
             tags={
+                **worker_tags(),
                 "dagster/asset_partition_range_start": keys[0],
                 "dagster/asset_partition_range_end": keys[1],
             },
@@ -76,7 +87,8 @@ def run_windows(
     ]
     lake = defs.resources["lake"]
     assert isinstance(lake, LakeResource)
-    store = lake.process_config_and_initialize().lake()  # resolves EnvVar settings
+    lake = lake.process_config_and_initialize()  # resolves EnvVar settings
+    store = lake.get_lake()
     found = store.read_discrepancies_of(
         window_starts=[window_start(key) for key in _keys_between(defs, *keys)]
     )
@@ -91,6 +103,7 @@ def run_windows(
         naked_check_passed=checks.get(NAKED_CHECK),
         failure=failures[0] if failures else None,
         discrepancies=found,
+        lake_dir=lake.lake_dir,
     )
 
 
@@ -106,7 +119,14 @@ def _is_check_failure(event: dg.DagsterEvent) -> bool:
 
 
 def _failure_text(event: dg.DagsterEvent) -> str:
+    """The failing step's own sentence: a `dg.Failure`'s description, else the innermost
+    cause's message (not Dagster's "Error occurred while executing op" wrapper)."""
     data = event.step_failure_data
     if data.user_failure_data is not None and data.user_failure_data.description:
         return data.user_failure_data.description
-    return data.error.message.strip() if data.error else "the step failed"
+    error = data.error
+    if error is None:
+        return "the step failed"
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from v6_pipeline.runner import Outcome
+from v6_pipeline.run.runner import Outcome
 
 
-def print_outcome(outcome: Outcome, *, lake_dir: str, out: Callable[[str], None] = print) -> None:
+def print_outcome(outcome: Outcome, *, out: Callable[[str], None] = print) -> None:
     windows = outcome.keys[0] if outcome.keys[0] == outcome.keys[1] else " .. ".join(outcome.keys)
     if outcome.naked_check_passed is False:
         naked = (outcome.discrepancies["type"] == "NAKED_POSITION").sum()
@@ -28,5 +28,6 @@ def print_outcome(outcome: Outcome, *, lake_dir: str, out: Callable[[str], None]
             f"IB {row['ib_position']:g} / Delta {delta}"
         )
         out(f"           {row['details']}")
-    out(f"\nTables: {lake_dir}/position_discrepancies, ib_position_snapshots, position_updates")
+    tables = "position_discrepancies, ib_position_snapshots, position_updates"
+    out(f"\nTables: {outcome.lake_dir}/{tables}")
     out(f"Dagster run: {outcome.run_id}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 from datetime import UTC, datetime
 
 HELP = "reconcile one 5-minute window now (exit 0 ok, 2 critical, 1 failed)"
@@ -23,19 +23,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from v6_pipeline.definitions import defs
     from v6_pipeline.defs.partitions import last_closed_window, window_key
-    from v6_pipeline.home import instance_from_env
-    from v6_pipeline.report import print_outcome
-    from v6_pipeline.runner import EXIT_FAILED, run_windows
+    from v6_pipeline.run.report import print_outcome
+    from v6_pipeline.run.runner import EXIT_FAILED, run_windows
 
-    first = args.window or window_key(last_closed_window(datetime.now(UTC)))
-    instance, where = instance_from_env()
+    # A plain `kill` stops a run the way Ctrl-C does: Dagster then records its end.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        outcome = run_windows(defs, first, args.to, instance=instance)
-    except ValueError as exc:
+        from v6_pipeline.definitions import defs
+        from v6_pipeline.run.instance import instance_from_env
+
+        loaded = defs()
+        first = args.window or window_key(last_closed_window(datetime.now(UTC)))
+        instance, where = instance_from_env()
+        outcome = run_windows(loaded, first, args.to, instance=instance)
+    except (ValueError, RuntimeError) as exc:
         print(f"v6 reconcile: {exc}")
         return EXIT_FAILED
-    print_outcome(outcome, lake_dir=os.environ.get("V6_LAKE_DIR", "data/lake"))
+    print_outcome(outcome)
     print(where)
     return outcome.exit_code

@@ -1,0 +1,1 @@
+"""Running the reconciliation job from a shell: `v6 reconcile`, the printout, the instance."""

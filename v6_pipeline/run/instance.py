@@ -1,0 +1,66 @@
+"""The Dagster instance home (`DAGSTER_HOME`) the `v6` commands run in."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import dagster as dg
+
+from v6_pipeline.defs.assets import IB_POOL
+
+
+def prepare_home(path: str | Path) -> Path:
+    """Make `path` a Dagster home: an absolute, existing folder with the project's
+    dagster.yaml (kept if the operator already has one there)."""
+    home = Path(path).expanduser().resolve()
+    if home.exists() and not home.is_dir():
+        raise ValueError(f"DAGSTER_HOME={path} is a file; point it at a folder")
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        with resources.as_file(resources.files("v6_pipeline").joinpath("dagster.yaml")) as src:
+            shutil.copyfile(src, config)
+    return home
+
+
+@contextmanager
+def _exclusive(home: Path) -> Iterator[None]:
+    """One process at a time sets up a fresh home: Dagster's SQLite storages create
+    their tables on first use, and two first uses at once collide."""
+    with (home / ".v6-init.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def open_instance(home: str | Path) -> dg.DagsterInstance:
+    """The instance at `home`, its storages created once, safely, by whoever comes first."""
+    path = prepare_home(home)
+    os.environ["DAGSTER_HOME"] = str(path)
+    with _exclusive(path):
+        instance = dg.DagsterInstance.get()
+        # Touch each storage so that its tables exist before the lock is released.
+        instance.get_runs(limit=1)
+        instance.event_log_storage.get_concurrency_info(IB_POOL)
+    return instance
+
+
+def instance_from_env() -> tuple[dg.DagsterInstance, str]:
+    """The instance `DAGSTER_HOME` names, or an ephemeral one (nothing kept), and a
+    sentence saying which."""
+    home = os.environ.get("DAGSTER_HOME", "").strip()
+    if home:
+        instance = open_instance(home)
+        return instance, f"Dagster instance: {os.environ['DAGSTER_HOME']}"
+    return (
+        dg.DagsterInstance.ephemeral(),
+        "Dagster instance: ephemeral (set DAGSTER_HOME to keep run history for the UI)",
+    )
