@@ -21,7 +21,7 @@ from ib_async import IB
 from ibapi.client import EClient
 from ibapi.wrapper import EWrapper
 
-from v6_pipeline.ib.gateway import GatewayThread, Portfolio, Position
+from v6_pipeline.ib.gateway import GatewayThread, Portfolio, PortfolioPosition
 
 
 def synthetic(n: int) -> Portfolio:
@@ -30,7 +30,7 @@ def synthetic(n: int) -> Portfolio:
     for i in range(n):
         right, strike = "CP"[i % 2], 300 + i % 400
         rows.append(
-            Position(
+            PortfolioPosition(
                 account=f"DU{111 * (1 + i % 2)}",
                 conid=100_000 + i,
                 symbol="SPY",

@@ -131,13 +131,13 @@ def streamer_append(uri: str, books: Books, now: datetime, rows: int) -> None:
 
 
 def portfolio(books: Books):  # -> Portfolio
-    from v6_pipeline.ib.gateway import Portfolio, Position
+    from v6_pipeline.ib.gateway import Portfolio, PortfolioPosition
 
     contracts = history._frame(
         books.ib_keys, np.zeros(len(books.ib_keys), np.int64), np.random.default_rng(5), SYMBOLS
     )
     rows = [
-        Position(
+        PortfolioPosition(
             account=c["account"],
             conid=c["conid"],
             symbol=c["symbol"],
@@ -155,7 +155,7 @@ def portfolio(books: Books):  # -> Portfolio
         for c, q in zip(contracts.iter_rows(named=True), books.ib_qty, strict=True)
     ]
     rows += [
-        Position(
+        PortfolioPosition(
             account=ACCOUNTS[0],
             conid=900_000 + i,
             symbol="NEW",

@@ -6,6 +6,11 @@ whether trying again within the same run can help.
 
 from __future__ import annotations
 
+from v6_pipeline.ib.protocol import ErrorCode
+
+_API_PORTS = "paper Gateway 4002, live Gateway 4001, paper TWS 7497, live TWS 7496"
+_ENABLE_API = "Configure > Settings > API: 'Enable ActiveX and Socket Clients'"
+
 
 class IBSnapshotError(Exception):
     """No complete snapshot: the run must fail, and no discrepancy may be written."""
@@ -17,9 +22,49 @@ class GatewayUnreachableError(IBSnapshotError):
     def __init__(self, host: str, port: int, cause: BaseException | str) -> None:
         super().__init__(
             f"Cannot reach IB Gateway/TWS at {host}:{port} ({cause}). Start IB Gateway or TWS "
-            "with the API enabled (Configure > Settings > API: 'Enable ActiveX and Socket "
-            "Clients'), or point V6_IB_HOST / V6_IB_PORT at it (paper Gateway 4002, live "
-            "Gateway 4001, paper TWS 7497, live TWS 7496)."
+            f"with the API enabled ({_ENABLE_API}), or point V6_IB_HOST / V6_IB_PORT at it "
+            f"({_API_PORTS})."
+        )
+
+
+class HandshakeTimeoutError(IBSnapshotError):
+    """The port took the TCP connection but nothing answered the API handshake."""
+
+    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+        super().__init__(
+            f"Connected to {host}:{port}, but no API handshake answer within {timeout_s:.3g} s "
+            "(the attempt's share of V6_IB_TIMEOUT_S). "
+            f"Is the API enabled ({_ENABLE_API}), is V6_IB_PORT the API port and not another "
+            f"service's such as web or FIX ({_API_PORTS}), and is no 'accept incoming "
+            "connection?' dialog waiting in TWS/Gateway (Trusted IPs skip it)?"
+        )
+
+
+class GatewayAddressError(IBSnapshotError):
+    """V6_IB_HOST / V6_IB_PORT cannot be a gateway's address: retrying won't help."""
+
+    transient = False
+
+    @classmethod
+    def bad_port(cls, port: int) -> GatewayAddressError:
+        return cls(
+            f"V6_IB_PORT={port} is not a TCP port (1..65535). Set it to the API port of IB "
+            f"Gateway/TWS ({_API_PORTS})."
+        )
+
+    @classmethod
+    def empty_host(cls) -> GatewayAddressError:
+        return cls(
+            "V6_IB_HOST is empty. Set it to the name or IP address of the machine running IB "
+            "Gateway/TWS (127.0.0.1 when it runs here)."
+        )
+
+    @classmethod
+    def unresolvable(cls, host: str, cause: OSError) -> GatewayAddressError:
+        return cls(
+            f"V6_IB_HOST={host!r} does not resolve to an address ({cause.strerror}). Set it to "
+            "the name or IP address of the machine running IB Gateway/TWS (127.0.0.1 when it "
+            "runs here)."
         )
 
 
@@ -30,8 +75,8 @@ class ClientIdInUseError(IBSnapshotError):
     def __init__(self, client_id: int, host: str, port: int) -> None:
         super().__init__(
             f"IB Gateway at {host}:{port} refused client id {client_id}: it is already in use "
-            "by another API connection (error 326). Set V6_IB_CLIENT_ID to an id no trading "
-            "client uses."
+            f"by another API connection (error {ErrorCode.CLIENT_ID_IN_USE}). Set "
+            "V6_IB_CLIENT_ID to an id no trading client uses."
         )
 
 
@@ -46,12 +91,12 @@ class SnapshotTimeoutError(IBSnapshotError):
 
 
 class GatewayDisconnectedError(IBSnapshotError):
-    def __init__(self, host: str, port: int, received: int, reason: str = "") -> None:
+    def __init__(self, host: str, port: int, stage: str, received: int, reason: str = "") -> None:
         why = f": {reason}" if reason else ""
         super().__init__(
-            f"IB Gateway at {host}:{port} closed the connection mid-snapshot after {received} "
-            f"position(s){why}. The partial snapshot was discarded. Check the gateway's log "
-            "(a restart, a daily reset or a competing login)."
+            f"IB Gateway at {host}:{port} closed the connection during {stage}, after "
+            f"{received} position(s){why}. The partial snapshot was discarded. Check the "
+            "gateway's log (a restart, a daily reset or a competing login)."
         )
 
 
@@ -61,6 +106,16 @@ class MalformedPositionError(IBSnapshotError):
             f"IB sent {count} position message(s) the client could not decode (e.g. {example}); "
             "a snapshot missing them could raise false alarms, so it was discarded. Check the "
             "gateway version and the ib_async version against each other."
+        )
+
+
+class NonFinitePositionError(IBSnapshotError):
+    def __init__(self, count: int, account: str, conid: int, quantity: float) -> None:
+        super().__init__(
+            f"IB sent {count} position(s) whose quantity is not a finite number (e.g. account "
+            f"{account}, conid {conid}: {quantity}); they cannot be judged, so the snapshot was "
+            "discarded and nothing was stored. Check the gateway's log and version; the next "
+            "attempt asks again."
         )
 
 

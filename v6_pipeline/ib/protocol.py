@@ -87,6 +87,33 @@ class Outgoing(IntEnum):
     COMPLETED_ORDERS_END = 102
 
 
+class ErrorCode(IntEnum):
+    """Codes of error frames (IB's "Message Codes" of the TWS API documentation)."""
+
+    SERVER_ERROR_READING = 320
+    """server error when reading an API client request"""
+    SERVER_ERROR_VALIDATING = 321
+    """server error when validating an API client request (read-only mode refuses orders)"""
+    SERVER_ERROR_PROCESSING = 322
+    """server error when processing an API client request (ib_async ends the request)"""
+    CLIENT_ID_IN_USE = 326
+    """client id already in use: sent in answer to startApi, then the gateway closes"""
+    NOT_CONNECTED = 504
+    """a request sent while the gateway has no API connection"""
+    CONNECTIVITY_LOST = 1100
+    """connectivity between IB and TWS has been lost"""
+    CONNECTIVITY_RESTORED_DATA_LOST = 1101
+    """restored, but market data subscriptions were lost: resubscribe"""
+    CONNECTIVITY_RESTORED_DATA_MAINTAINED = 1102
+    """restored, and data subscriptions were kept"""
+    SOCKET_PORT_RESET = 1300
+    """the TWS socket port was reset and this connection is being dropped"""
+    CONNECTIVITY_BROKEN = 2110
+    """connectivity between TWS and the server is broken; restored automatically"""
+    COMPETING_LIVE_SESSION = 10197
+    """no market data during a competing live session"""
+
+
 # Where a request carries the id the client expects back in an error frame (ib_async
 # and ibapi agree at server versions 157..178): after a version field in most older
 # requests, first in placeOrder (the order id), historical data, scanner and the
@@ -103,7 +130,7 @@ NO_REQUEST_ID = -1
 
 
 class PositionRow(Protocol):
-    """What a position frame is made of (the portfolio's `Position` is one)."""
+    """What a position frame is made of (the emulator's `PortfolioPosition` is one)."""
 
     account: str
     conid: int
@@ -243,10 +270,10 @@ def current_time(epoch_seconds: int) -> bytes:
     return frame(Outgoing.CURRENT_TIME, 1, epoch_seconds)
 
 
-def position(row: PositionRow, quantity: object = None) -> bytes:
+def position(row: PositionRow, quantity: object = None, avg_cost: object = None) -> bytes:
     """A position frame: exactly 16 fields (ib_async unpacks them strictly).
 
-    `quantity` replaces the row's position text (faults send wrong ones).
+    `quantity` and `avg_cost` replace the row's (faults send wrong ones).
     """
     return frame(
         Outgoing.POSITION_DATA,
@@ -264,7 +291,7 @@ def position(row: PositionRow, quantity: object = None) -> bytes:
         row.local_symbol,
         row.trading_class,
         row.position if quantity is None else quantity,
-        row.avg_cost,
+        row.avg_cost if avg_cost is None else avg_cost,
     )
 
 

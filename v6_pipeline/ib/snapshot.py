@@ -2,9 +2,10 @@
 
 Complete means: `positionEnd` arrived, on a connection that stayed up, with no
 position frame lost to ib_async's decoder (it logs and skips a frame it cannot
-parse, which would otherwise look like a smaller book) and no "connectivity lost"
-(1100) from the gateway meanwhile. Anything less raises an `IBSnapshotError`: an
-empty or partial answer is never taken for "IB holds nothing".
+parse, which would otherwise look like a smaller book), no "connectivity lost"
+(1100) from the gateway meanwhile, and every quantity a finite number (ib_async
+takes "nan" and "inf" without a word). Anything less raises an `IBSnapshotError`:
+an empty or partial answer is never taken for "IB holds nothing".
 
 The connection is opened with the bare API handshake (`Client.connectAsync`) rather
 than `IB.connectAsync`, which would also download orders, executions and account
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import socket
 import threading
 import time
 from collections.abc import Coroutine
@@ -30,12 +32,16 @@ from ib_async import IB, Position
 from v6_pipeline.ib.errors import (
     ClientIdInUseError,
     ConnectivityLostError,
+    GatewayAddressError,
     GatewayDisconnectedError,
     GatewayUnreachableError,
+    HandshakeTimeoutError,
     IBSnapshotError,
     MalformedPositionError,
+    NonFinitePositionError,
     SnapshotTimeoutError,
 )
+from v6_pipeline.ib.protocol import ErrorCode, Outgoing
 from v6_pipeline.lake.schemas import IB_POSITION_SNAPSHOTS, polars_schema
 
 log = logging.getLogger(__name__)
@@ -46,9 +52,10 @@ POSITIONS_SCHEMA: pl.Schema = polars_schema(
 )
 
 _ONE_AT_A_TIME = threading.Lock()
-_CLIENT_ID_IN_USE = 326
-_CONNECTIVITY_LOST = 1100
-_POSITION_MSG_PREFIX = "Error handling fields: ['61'"
+# How ib_async reports a failed connectAsync, which also raises the typed cause.
+_CONNECT_FAILED = "API connection failed: "
+# How ib_async's decoder logs a position frame it skipped.
+_POSITION_MSG_PREFIX = f"Error handling fields: ['{Outgoing.POSITION_DATA}'"
 
 T = TypeVar("T")
 
@@ -103,14 +110,19 @@ async def take_snapshot_async(
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    _check_address(host, port)
     started = time.monotonic()
     deadline = started + timeout_s
     attempt = 0
     while True:
         attempt += 1
+        # A gateway that takes the connection and then says nothing would spend the whole
+        # budget on one handshake: each handshake gets a share of what is left, so there
+        # is time to try again. The positions download may use all that is left.
+        handshake_s = (deadline - time.monotonic()) / (max_attempts - attempt + 1)
         try:
             positions, accounts, server_version = await _attempt(
-                host, port, client_id, deadline, timeout_s
+                host, port, client_id, deadline, handshake_s, timeout_s
             )
         except IBSnapshotError as exc:
             pause = backoff_s * 2 ** (attempt - 1)
@@ -135,8 +147,16 @@ async def take_snapshot_async(
         return IBSnapshot(positions, taken_at, accounts, duration, attempt, server_version)
 
 
+def _check_address(host: str, port: int) -> None:
+    """Refuse, before connecting, an address no gateway can have."""
+    if not host.strip():
+        raise GatewayAddressError.empty_host()
+    if not 1 <= port <= 65535:
+        raise GatewayAddressError.bad_port(port)
+
+
 async def _attempt(
-    host: str, port: int, client_id: int, deadline: float, timeout_s: float
+    host: str, port: int, client_id: int, deadline: float, handshake_s: float, timeout_s: float
 ) -> tuple[pl.DataFrame, tuple[str, ...], int]:
     ib = IB()
     loop = asyncio.get_running_loop()
@@ -150,20 +170,17 @@ async def _attempt(
             failure.set_result(error)
 
     def on_error(req_id: int, code: int, message: str, contract: Any) -> None:
-        if code == _CLIENT_ID_IN_USE:
+        if code == ErrorCode.CLIENT_ID_IN_USE:
             fail(ClientIdInUseError(client_id, host, port))
-        elif code == _CONNECTIVITY_LOST:
+        elif code == ErrorCode.CONNECTIVITY_LOST:
             fail(ConnectivityLostError(code, message))
 
     def on_api_error(message: str) -> None:
-        reason = message.removeprefix("API connection failed: ").rstrip(".")
-        if "refused" in reason.lower():
-            fail(GatewayUnreachableError(host, port, reason))
-        else:
-            fail(GatewayDisconnectedError(host, port, received, reason))
+        if not message.startswith(_CONNECT_FAILED):  # raised to us, with its type
+            fail(GatewayDisconnectedError(host, port, stage, received, message.rstrip(".")))
 
     def on_disconnected() -> None:
-        fail(GatewayDisconnectedError(host, port, received))
+        fail(GatewayDisconnectedError(host, port, stage, received))
 
     def on_position(position: Position) -> None:
         nonlocal received
@@ -176,32 +193,37 @@ async def _attempt(
     ib.positionEvent += on_position
     decoder_errors.attach()
     try:
-        remaining = deadline - time.monotonic()
         try:
             await _first(
-                ib.client.connectAsync(host, port, client_id, timeout=None), failure, remaining
+                ib.client.connectAsync(host, port, client_id, timeout=None), failure, handshake_s
             )
+        except TimeoutError as exc:  # before OSError, which it is one of
+            # ib_async sends its hello once TCP is up: a message sent means the port took it.
+            if ib.client.conn.numMsgSent:
+                raise HandshakeTimeoutError(host, port, handshake_s) from exc
+            why = f"no answer to the TCP connection within {handshake_s:.3g} s"
+            raise GatewayUnreachableError(host, port, why) from exc
+        except socket.gaierror as exc:
+            raise GatewayAddressError.unresolvable(host, exc) from exc
         except OSError as exc:
             raise GatewayUnreachableError(host, port, exc) from exc
-        except TimeoutError as exc:
-            raise SnapshotTimeoutError(timeout_s, received, stage) from exc
         stage = "the positions download"
         accounts = tuple(ib.client.getAccounts())
         server_version = ib.client.serverVersion()
         try:
             rows = await _first(ib.reqPositionsAsync(), failure, deadline - time.monotonic())
         except ConnectionError as exc:
-            raise GatewayDisconnectedError(host, port, received, str(exc)) from exc
+            raise GatewayDisconnectedError(host, port, stage, received, str(exc)) from exc
         except TimeoutError as exc:
             raise SnapshotTimeoutError(timeout_s, received, stage) from exc
         # positionEnd may share a TCP read with a disconnect or an error: look again.
         if failure.done():
             raise failure.result()
         if not ib.client.isReady():
-            raise GatewayDisconnectedError(host, port, received)
+            raise GatewayDisconnectedError(host, port, stage, received)
         if decoder_errors.count:
             raise MalformedPositionError(decoder_errors.count, decoder_errors.example)
-        return _frame(rows), accounts, server_version
+        return checked_positions(_frame(rows)), accounts, server_version
     finally:
         decoder_errors.detach()
         ib.disconnectedEvent -= on_disconnected
@@ -253,6 +275,34 @@ def _frame(rows: list[Position]) -> pl.DataFrame:
         schema=POSITIONS_SCHEMA,
     )
     return frame.unique(["account", "conid"], keep="last", maintain_order=True)
+
+
+def checked_positions(positions: pl.DataFrame) -> pl.DataFrame:
+    """`positions` as they may be stored and judged.
+
+    A quantity that is not a finite number (NaN, inf) cannot be judged, and stored it
+    would poison every later comparison: the whole snapshot is refused. `avg_cost` is
+    informational (nothing is judged by it): one that is not finite becomes unknown (null).
+    """
+    bad = positions.filter(~pl.col("position").is_finite())
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise NonFinitePositionError(
+            bad.height, first["account"], first["conid"], first["position"]
+        )
+    avg_cost = pl.col("avg_cost")
+    unknown = positions.filter(~avg_cost.is_finite())
+    if unknown.height:
+        first = unknown.row(0, named=True)
+        log.warning(
+            "IB sent %d position(s) whose average cost is not a finite number (e.g. account %s, "
+            "conid %s: %s); stored as unknown",
+            unknown.height,
+            first["account"],
+            first["conid"],
+            first["avg_cost"],
+        )
+    return positions.with_columns(pl.when(avg_cost.is_finite()).then(avg_cost).alias("avg_cost"))
 
 
 class _DecoderErrors(logging.Handler):

@@ -6,10 +6,10 @@ import itertools
 from collections.abc import AsyncIterator
 
 import pytest
-from gateway_support import SAMPLE, Connect
 from ib_async import IB
 
 from v6_pipeline.ib.gateway import Gateway
+from v6_pipeline_tests.ib.support import SAMPLE, Connect
 
 
 @pytest.fixture

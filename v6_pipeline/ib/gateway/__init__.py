@@ -4,7 +4,7 @@ from v6_pipeline.ib.gateway.faults import Fault, FaultError, FaultName, parse_fa
 from v6_pipeline.ib.gateway.portfolio import (
     Portfolio,
     PortfolioError,
-    Position,
+    PortfolioPosition,
     load_portfolio,
     parse_portfolio,
 )
@@ -19,7 +19,7 @@ __all__ = [
     "GatewayThread",
     "Portfolio",
     "PortfolioError",
-    "Position",
+    "PortfolioPosition",
     "ReceivedRequest",
     "SnapshotServed",
     "load_portfolio",

@@ -12,26 +12,23 @@ from datetime import datetime
 
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.gateway.faults import Fault, FaultName, active, delay_seconds
-from v6_pipeline.ib.gateway.portfolio import Portfolio, Position
+from v6_pipeline.ib.gateway.portfolio import Portfolio, PortfolioPosition
+from v6_pipeline.ib.protocol import ErrorCode
 
-# IB's own codes and texts.
-CLIENT_ID_IN_USE = (
-    326,
-    "Unable to connect as the client id is already in use. Retry with a unique client id.",
+# IB's own texts for the errors the emulator sends.
+_CLIENT_ID_IN_USE = (
+    "Unable to connect as the client id is already in use. Retry with a unique client id."
 )
-CONNECTIVITY_LOST = (1100, "Connectivity between IB and Trader Workstation has been lost.")
-READ_ONLY = (
-    321,
-    "Error validating request.-'bW' : cause - The API interface is currently in Read-Only mode.",
+_CONNECTIVITY_LOST = "Connectivity between IB and Trader Workstation has been lost."
+_READ_ONLY = (
+    "Error validating request.-'bW' : cause - The API interface is currently in Read-Only mode."
 )
-# IB serves every request; the emulator serves positions and account data. 322 is
-# IB's "server error when processing an API client request", which ib_async treats
-# as a failed request (ending its wait) rather than a warning.
-UNSUPPORTED = 322
-MALFORMED = 320  # IB's "server error when reading an API client request"
 
 # A quantity no client can parse as a number (not "nan": Python's float() takes it).
 MALFORMED_QUANTITY = "--"
+# Numbers both clients parse (Python's and Java's spelling differ; ib_async is Python).
+NAN = "nan"
+INF = "inf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,29 +52,71 @@ def positions(
 ) -> PositionsAnswer:
     delay = delay_seconds(faults)
     if active(faults, FaultName.CONNECTIVITY_LOST):
-        code, message = CONNECTIVITY_LOST
-        payload = protocol.error(server_version, protocol.NO_REQUEST_ID, code, message)
+        payload = protocol.error(
+            server_version, protocol.NO_REQUEST_ID, ErrorCode.CONNECTIVITY_LOST, _CONNECTIVITY_LOST
+        )
         return PositionsAnswer(delay, payload, subscribe=False, close=False, count=0)
 
+    rows = portfolio.positions
+    # row index -> the text sent instead of the row's quantity / average cost
+    quantities: dict[int, str] = {}
+    avg_costs: dict[int, str] = {}
+    if active(faults, FaultName.NONFINITE_POSITION):
+        quantities[len(rows) - 1] = INF
+        quantities[0] = NAN
+    if active(faults, FaultName.MALFORMED_POSITION):
+        quantities[0] = MALFORMED_QUANTITY
+    if active(faults, FaultName.NONFINITE_AVG_COST):
+        avg_costs[0] = NAN
+
     frames: list[bytes] = []
-    for row in portfolio.positions:
+    for index, row in enumerate(rows):
         if active(faults, FaultName.DUPLICATE_POSITIONS):
             frames.append(protocol.position(row, quantity=row.position + 1))
-        frames.append(protocol.position(row))
-    if frames and active(faults, FaultName.MALFORMED_POSITION):
-        frames[0] = protocol.position(portfolio.positions[0], quantity=MALFORMED_QUANTITY)
+        frames.append(protocol.position(row, quantities.get(index), avg_costs.get(index)))
 
     if active(faults, FaultName.DROP_MID_POSITIONS):
         half = frames[: len(frames) // 2]
         return PositionsAnswer(delay, b"".join(half), subscribe=False, close=True, count=len(half))
     if not active(faults, FaultName.NO_POSITION_END):
         frames.append(protocol.position_end())
-    return PositionsAnswer(
-        delay, b"".join(frames), subscribe=True, close=False, count=len(portfolio.positions)
+    return PositionsAnswer(delay, b"".join(frames), subscribe=True, close=False, count=len(rows))
+
+
+def client_id_in_use(server_version: int) -> bytes:
+    """The refusal of startApi (the session closes after it)."""
+    return protocol.error(
+        server_version, protocol.NO_REQUEST_ID, ErrorCode.CLIENT_ID_IN_USE, _CLIENT_ID_IN_USE
     )
 
 
-def position_updates(changes: Sequence[Position]) -> bytes:
+def read_only(server_version: int, req_id: int) -> bytes:
+    """The refusal of an order request: the emulator, like a read-only API, trades nothing."""
+    return protocol.error(server_version, req_id, ErrorCode.SERVER_ERROR_VALIDATING, _READ_ONLY)
+
+
+def unsupported(server_version: int, req_id: int, msg_id: int) -> bytes:
+    # IB serves every request; the emulator serves positions and account data. 322 ends
+    # the request in ib_async (a warning code would leave it waiting).
+    return protocol.error(
+        server_version,
+        req_id,
+        ErrorCode.SERVER_ERROR_PROCESSING,
+        f"Error processing request.-'{msg_id}' : cause - not served by the v6 gateway "
+        "emulator, which serves positions and account data only",
+    )
+
+
+def malformed(server_version: int, req_id: int, msg_id: int) -> bytes:
+    return protocol.error(
+        server_version,
+        req_id,
+        ErrorCode.SERVER_ERROR_READING,
+        f"Error reading request.-'{msg_id}' : cause - malformed fields",
+    )
+
+
+def position_updates(changes: Sequence[PortfolioPosition]) -> bytes:
     return b"".join(protocol.position(row) for row in changes)
 
 
@@ -86,7 +125,7 @@ def start(portfolio: Portfolio, next_order_id: int) -> bytes:
     return protocol.managed_accounts(portfolio.accounts) + protocol.next_valid_id(next_order_id)
 
 
-def portfolio_values(rows: Sequence[Position]) -> bytes:
+def portfolio_values(rows: Sequence[PortfolioPosition]) -> bytes:
     """updatePortfolio frames, marked at cost (no market data here: P&L is zero)."""
     out = []
     for row in rows:
@@ -123,7 +162,7 @@ def _values(account: str) -> tuple[tuple[str, str], ...]:
     return (("AccountCode", account), ("AccountReady", "true"))
 
 
-def _multiplier(row: Position) -> float:
+def _multiplier(row: PortfolioPosition) -> float:
     try:
         value = float(row.multiplier)
     except ValueError:

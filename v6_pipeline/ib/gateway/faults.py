@@ -19,6 +19,11 @@ class FaultName(StrEnum):
     """the socket is closed after half of the positions"""
     MALFORMED_POSITION = "malformed-position"
     """one position frame has a non-numeric quantity"""
+    NONFINITE_POSITION = "nonfinite-position"
+    """the first position's quantity is sent as nan and the last one's as inf (a portfolio
+    cannot hold them; a broken gateway can still send them)"""
+    NONFINITE_AVG_COST = "nonfinite-avg-cost"
+    """the first position's average cost is sent as nan"""
     DUPLICATE_POSITIONS = "duplicate-positions"
     """every position is sent twice, first with a wrong quantity, then the true one"""
     CLIENT_ID_IN_USE = "client-id-in-use"

@@ -28,6 +28,8 @@ _TEXT_FIELDS = (
     "trading_class",
 )
 _NUMBER_FIELDS = ("position", "strike", "avg_cost")
+# IB's contract ids are 32-bit; the lake stores them as int64, so wider ones could never be stored.
+_CONID_MIN, _CONID_MAX = -(2**63), 2**63 - 1
 
 
 class PortfolioError(ValueError):
@@ -35,7 +37,7 @@ class PortfolioError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Position:
+class PortfolioPosition:
     """One position as IB reports it: a contract held by an account.
 
     `avg_cost` includes the multiplier, as in IB's position message.
@@ -61,7 +63,7 @@ class Position:
     def key(self) -> tuple[str, int]:
         return (self.account, self.conid)
 
-    def closed(self) -> Position:
+    def closed(self) -> PortfolioPosition:
         """The same contract, flat: what IB sends when a position is closed."""
         return dataclasses.replace(self, position=0.0, avg_cost=0.0)
 
@@ -71,7 +73,7 @@ class Portfolio:
     """What the gateway serves. Checked on construction, so a built one is servable."""
 
     accounts: tuple[str, ...]
-    positions: tuple[Position, ...]
+    positions: tuple[PortfolioPosition, ...]
 
     def __post_init__(self) -> None:
         if not self.accounts:
@@ -91,6 +93,10 @@ class Portfolio:
                 raise PortfolioError(
                     f"positions[{index}].account: {row.account!r} is not in accounts"
                 )
+            if not _CONID_MIN <= row.conid <= _CONID_MAX:
+                raise PortfolioError(
+                    f"positions[{index}].conid: must fit in 64 bits (signed), got {row.conid}"
+                )
             for name in _NUMBER_FIELDS:
                 if not math.isfinite(getattr(row, name)):
                     raise PortfolioError(f"positions[{index}].{name}: must be a finite number")
@@ -102,16 +108,16 @@ class Portfolio:
                 )
 
     @classmethod
-    def of(cls, positions: Iterable[Position], accounts: Iterable[str] = ()) -> Portfolio:
+    def of(cls, positions: Iterable[PortfolioPosition], accounts: Iterable[str] = ()) -> Portfolio:
         """A portfolio whose accounts default to the positions' distinct accounts."""
         rows = tuple(positions)
         names = tuple(accounts) or tuple(dict.fromkeys(p.account for p in rows))
         return cls(names, rows)
 
-    def in_account(self, account: str) -> tuple[Position, ...]:
+    def in_account(self, account: str) -> tuple[PortfolioPosition, ...]:
         return tuple(p for p in self.positions if p.account == account)
 
-    def changes_since(self, before: Portfolio) -> tuple[Position, ...]:
+    def changes_since(self, before: Portfolio) -> tuple[PortfolioPosition, ...]:
         """What IB would push to move a client from `before` to this portfolio:
         new and changed positions, then the ones gone, as quantity 0."""
         old = {p.key: p for p in before.positions}
@@ -179,10 +185,10 @@ def parse_portfolio(obj: Any) -> Portfolio:
     return Portfolio.of(positions, accounts)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Position)}
+_FIELDS = {f.name: f for f in dataclasses.fields(PortfolioPosition)}
 
 
-def _parse_position(index: int, entry: Any) -> Position:
+def _parse_position(index: int, entry: Any) -> PortfolioPosition:
     where = f"positions[{index}]"
     if not isinstance(entry, Mapping):
         raise PortfolioError(f"{where}: expected a mapping, got {type(entry).__name__}")
@@ -201,7 +207,7 @@ def _parse_position(index: int, entry: Any) -> Position:
             values[name] = _number(f"{where}.{name}", value)
         else:
             values[name] = _string(f"{where}.{name}", value)
-    return Position(**values)
+    return PortfolioPosition(**values)
 
 
 def _integer(where: str, value: Any) -> int:
@@ -214,7 +220,10 @@ def _integer(where: str, value: Any) -> int:
 
 def _number(where: str, value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer past float's range
+            raise PortfolioError(f"{where}: must be a finite number") from None
     raise PortfolioError(f"{where}: expected a number, got {value!r}")
 
 

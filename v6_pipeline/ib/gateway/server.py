@@ -17,7 +17,7 @@ from typing import Any, Self
 
 from v6_pipeline.ib.gateway.answers import PositionsAnswer
 from v6_pipeline.ib.gateway.faults import Fault, parse_faults
-from v6_pipeline.ib.gateway.portfolio import Portfolio, Position, load_portfolio
+from v6_pipeline.ib.gateway.portfolio import Portfolio, PortfolioPosition, load_portfolio
 from v6_pipeline.ib.gateway.session import Session
 
 log = logging.getLogger(__name__)
@@ -59,16 +59,21 @@ class Gateway:
         source: str | Path | None = None,
         handshake_timeout: float = 10.0,
         max_clients: int = 32,
+        max_handshakes: int = 64,
     ) -> None:
         self.host = host
         self.port = port
         self.source = Path(source) if source is not None else None
         self.handshake_timeout = handshake_timeout
+        # Clients past startApi (IB takes 32). Connections still in their handshake are
+        # bounded apart, so silent ones (scanners, health checks) never lock a client out.
         self.max_clients = max_clients
+        self.max_handshakes = max_handshakes
         self._portfolio = portfolio
         self._faults = parse_faults(faults)
         self._server: asyncio.Server | None = None
         self._sessions: dict[Session, asyncio.Task[None]] = {}
+        self._handshakes: dict[Session, None] = {}  # not past startApi yet, oldest first
         self._clients: dict[int, Session] = {}
         self._requests: deque[ReceivedRequest] = deque(maxlen=_HISTORY)
         self._snapshots: deque[SnapshotServed] = deque(maxlen=_HISTORY)
@@ -114,13 +119,25 @@ class Gateway:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = Session(self, reader, writer)
-        if len(self._sessions) >= self.max_clients:
-            log.warning("refused %s: already %d connections", session.peer, len(self._sessions))
+        if len(self._clients) >= self.max_clients:
+            log.warning("refused %s: already %d API clients", session.peer, len(self._clients))
             session.close()
             return
+        if len(self._handshakes) >= self.max_handshakes:
+            # The newest connection is the likeliest to be a client about to speak.
+            oldest = next(iter(self._handshakes))
+            del self._handshakes[oldest]
+            log.warning(
+                "closing %s: the oldest of %d unfinished handshakes, to make room for %s",
+                oldest.peer,
+                self.max_handshakes,
+                session.peer,
+            )
+            oldest.abort()
         task = asyncio.current_task()
         assert task is not None  # start_server runs each connection in a task
         self._sessions[session] = task
+        self._handshakes[session] = None
         try:
             await session.run()
         except Exception:
@@ -128,6 +145,7 @@ class Gateway:
             log.exception("session %s failed", session.peer)
         finally:
             del self._sessions[session]
+            self._handshakes.pop(session, None)
             if session.client_id is not None and self._clients.get(session.client_id) is session:
                 del self._clients[session.client_id]
 
@@ -146,7 +164,7 @@ class Gateway:
         self._faults = parse_faults(faults)
         log.info("faults: %s", ", ".join(map(str, self._faults)) or "none")
 
-    def set_portfolio(self, portfolio: Portfolio) -> tuple[Position, ...]:
+    def set_portfolio(self, portfolio: Portfolio) -> tuple[PortfolioPosition, ...]:
         """Serve `portfolio` from now on; push the changed, new and closed positions to
         every open subscription, as IB does after a fill. Returns those changes."""
         changes = portfolio.changes_since(self._portfolio)
@@ -156,7 +174,7 @@ class Gateway:
                 session.push(changes)
         return changes
 
-    def reload(self) -> tuple[Position, ...]:
+    def reload(self) -> tuple[PortfolioPosition, ...]:
         """Read the portfolio file again and serve it. Raises PortfolioError and keeps
         the current portfolio when the file is bad."""
         if self.source is None:
@@ -188,6 +206,7 @@ class Gateway:
     def claim(self, session: Session) -> bool:
         """Take the session's client id; False when another connection holds it."""
         assert session.client_id is not None
+        self._handshakes.pop(session, None)
         if session.client_id in self._clients:
             return False
         self._clients[session.client_id] = session

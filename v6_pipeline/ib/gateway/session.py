@@ -13,16 +13,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum, auto
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.gateway import answers
-from v6_pipeline.ib.gateway.faults import FaultName, active
-from v6_pipeline.ib.gateway.portfolio import Position
+from v6_pipeline.ib.gateway.faults import Fault, FaultName, active
+from v6_pipeline.ib.gateway.portfolio import Portfolio, PortfolioPosition
 from v6_pipeline.ib.protocol import Incoming, ProtocolError
-
-if TYPE_CHECKING:
-    from v6_pipeline.ib.gateway.server import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +35,30 @@ class Subscription(Enum):
     LIVE = auto()  # snapshot sent; changes follow
 
 
+class Host(Protocol):
+    """What a session needs of the gateway serving it (the server implements it; the
+    session does not import the server)."""
+
+    handshake_timeout: float
+
+    @property
+    def portfolio(self) -> Portfolio: ...
+
+    @property
+    def faults(self) -> tuple[Fault, ...]: ...
+
+    def claim(self, session: Session) -> bool: ...
+
+    def note_request(self, session: Session, fields: list[str]) -> None: ...
+
+    def note_snapshot(
+        self, session: Session, answer: answers.PositionsAnswer, seconds: float
+    ) -> None: ...
+
+
 class Session:
     def __init__(
-        self, gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, gateway: Host, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self._gateway = gateway
         self._reader = reader
@@ -102,8 +120,7 @@ class Session:
         self.client_id = client_id
         gateway = self._gateway
         if active(gateway.faults, FaultName.CLIENT_ID_IN_USE) or not gateway.claim(self):
-            code, message = answers.CLIENT_ID_IN_USE
-            self._error(protocol.NO_REQUEST_ID, code, message)
+            self._writer.write(answers.client_id_in_use(self.server_version))
             log.warning("refused %s: client id %d in use", self.peer, client_id)
             self.client_id = None  # not ours to release
             return False
@@ -130,11 +147,8 @@ class Session:
             try:
                 handler(self, fields)
             except (IndexError, ValueError):
-                self._error(
-                    protocol.request_id(fields),
-                    answers.MALFORMED,
-                    f"Error reading request.-'{msg_id}' : cause - malformed fields",
-                )
+                req_id = protocol.request_id(fields)
+                self._writer.write(answers.malformed(self.server_version, req_id, msg_id))
             await self._writer.drain()
 
     def _positions(self, fields: list[str]) -> None:
@@ -201,23 +215,16 @@ class Session:
         """Requests IB acknowledges with silence."""
 
     def _refuse_order(self, fields: list[str]) -> None:
-        code, message = answers.READ_ONLY
-        self._error(protocol.request_id(fields), code, message)
+        req_id = protocol.request_id(fields)
+        self._writer.write(answers.read_only(self.server_version, req_id))
 
     def _unsupported(self, fields: list[str]) -> None:
-        self._error(
-            protocol.request_id(fields),
-            answers.UNSUPPORTED,
-            f"Error processing request.-'{int(fields[0])}' : cause - not served by the v6 "
-            "gateway emulator, which serves positions and account data only",
-        )
-
-    def _error(self, req_id: int, code: int, message: str) -> None:
-        self._writer.write(protocol.error(self.server_version, req_id, code, message))
+        req_id = protocol.request_id(fields)
+        self._writer.write(answers.unsupported(self.server_version, req_id, int(fields[0])))
 
     # --- live updates --------------------------------------------------------------
 
-    def push(self, changes: tuple[Position, ...]) -> None:
+    def push(self, changes: tuple[PortfolioPosition, ...]) -> None:
         """Send position changes to this client's open subscriptions, as IB does after a fill."""
         if self._writer.transport.is_closing():
             return

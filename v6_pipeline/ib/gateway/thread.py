@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from v6_pipeline.ib.gateway.faults import Fault
-from v6_pipeline.ib.gateway.portfolio import Portfolio, Position
+from v6_pipeline.ib.gateway.portfolio import Portfolio, PortfolioPosition
 from v6_pipeline.ib.gateway.server import Gateway, ReceivedRequest, SnapshotServed
 
 T = TypeVar("T")
@@ -106,14 +106,14 @@ class GatewayThread:
 
     # --- the Gateway's API, from any thread -----------------------------------------
 
-    def set_portfolio(self, portfolio: Portfolio) -> tuple[Position, ...]:
+    def set_portfolio(self, portfolio: Portfolio) -> tuple[PortfolioPosition, ...]:
         return self._call(lambda: self._gateway.set_portfolio(portfolio))
 
     def set_faults(self, faults: Iterable[Fault | str]) -> None:
         faults = tuple(faults)
         self._call(lambda: self._gateway.set_faults(faults))
 
-    def reload(self) -> tuple[Position, ...]:
+    def reload(self) -> tuple[PortfolioPosition, ...]:
         return self._call(self._gateway.reload)
 
     @property

@@ -12,14 +12,14 @@ from typing import Any
 from ib_async import IB
 
 from v6_pipeline.ib import protocol
-from v6_pipeline.ib.gateway import Portfolio, Position
+from v6_pipeline.ib.gateway import Portfolio, PortfolioPosition
 
 # `await connect(client_id=None, *, readonly=True, timeout=5.0)` (the conftest fixture)
 Connect = Callable[..., Awaitable[IB]]
 
 SAMPLE = Portfolio.of(
     [
-        Position(
+        PortfolioPosition(
             "DU111",
             500123,
             "SPY",
@@ -36,7 +36,7 @@ SAMPLE = Portfolio.of(
             avg_cost=1234.5,
         ),
         # fractional shares
-        Position(
+        PortfolioPosition(
             "DU111",
             756733,
             "SPY",
@@ -49,7 +49,7 @@ SAMPLE = Portfolio.of(
             avg_cost=580.25,
         ),
         # closed earlier today
-        Position(
+        PortfolioPosition(
             "DU111",
             600001,
             "QQQ",
@@ -64,7 +64,7 @@ SAMPLE = Portfolio.of(
             local_symbol="QQQ   261218P00500000",
             trading_class="QQQ",
         ),
-        Position(
+        PortfolioPosition(
             "DU222",
             500124,
             "SPY",
@@ -80,7 +80,7 @@ SAMPLE = Portfolio.of(
             trading_class="SPY",
             avg_cost=845.0,
         ),
-        Position(
+        PortfolioPosition(
             "DU222",
             495512,
             "ES",
@@ -100,7 +100,7 @@ SAMPLE = Portfolio.of(
 Row = tuple[str, int, str, str, str, float, str, str, str, str, str, str, float, float]
 
 
-def row_of(p: Position) -> Row:
+def row_of(p: PortfolioPosition) -> Row:
     return (
         p.account,
         p.conid,
@@ -140,12 +140,17 @@ def client_row(account: str, contract: Any, position: float, avg_cost: float) ->
 
 
 def ib_rows(positions: Iterable[Any]) -> list[Row]:
-    """ib_async Position objects as sorted rows."""
+    """ib_async `Position` objects as sorted rows."""
     return sorted(client_row(p.account, p.contract, p.position, p.avgCost) for p in positions)
 
 
 def rows(portfolio: Portfolio) -> list[Row]:
     return sorted(row_of(p) for p in portfolio.positions)
+
+
+def fields(*values: object) -> list[str]:
+    """The fields of a frame carrying `values`, as `RawClient.read` returns them."""
+    return [protocol.text(v) for v in values]
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
-from gateway_support import SAMPLE, Connect, ib_rows, rows, until
 from ib_async import IB
 
 from v6_pipeline.ib.gateway import Gateway
+from v6_pipeline.ib.protocol import ErrorCode
+from v6_pipeline_tests.ib.support import SAMPLE, Connect, ib_rows, rows, until
 
 pytestmark = pytest.mark.anyio
 
@@ -103,11 +105,11 @@ async def test_client_id_in_use_refuses_start_api(gateway: Gateway) -> None:
     with pytest.raises(TimeoutError):
         await ib.connectAsync(gateway.host, gateway.port, clientId=42, timeout=0.3)
 
-    assert codes == [326]
+    assert codes == [ErrorCode.CLIENT_ID_IN_USE]
     assert gateway.client_ids == frozenset()
 
 
-async def test_connectivity_lost_answers_positions_with_1100(
+async def test_connectivity_lost_answers_positions_with_an_error(
     gateway: Gateway, connect: Connect
 ) -> None:
     ib = await connect()
@@ -118,7 +120,7 @@ async def test_connectivity_lost_answers_positions_with_1100(
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(ib.reqPositionsAsync(), 0.3)
 
-    assert codes == [1100]
+    assert codes == [ErrorCode.CONNECTIVITY_LOST]
     assert seen == []
     assert ib.isConnected()
 
@@ -152,3 +154,29 @@ async def test_faults_combine(gateway: Gateway, connect: Connect) -> None:
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(ib.reqPositionsAsync(), 0.3)
     await until(lambda: len(seen) == 2 * N)
+
+
+async def test_nonfinite_position_reaches_ib_async_as_nan_and_inf(
+    gateway: Gateway, connect: Connect
+) -> None:
+    ib = await connect()
+    gateway.set_faults(["nonfinite-position"])
+
+    quantities = [p.position for p in await ib.reqPositionsAsync()]
+
+    # ib_async takes both as floats, without a word: the snapshot must refuse them
+    assert math.isnan(quantities[0])
+    assert quantities[-1] == math.inf
+    assert quantities[1:-1] == [p.position for p in SAMPLE.positions[1:-1]]
+
+
+async def test_nonfinite_avg_cost_reaches_ib_async_as_nan(
+    gateway: Gateway, connect: Connect
+) -> None:
+    ib = await connect()
+    gateway.set_faults(["nonfinite-avg-cost"])
+
+    costs = [p.avgCost for p in await ib.reqPositionsAsync()]
+
+    assert math.isnan(costs[0])
+    assert costs[1:] == [p.avg_cost for p in SAMPLE.positions[1:]]

@@ -3,13 +3,17 @@ clients carry on. Raw clients built from `protocol` send what real clients won't
 
 from __future__ import annotations
 
+import asyncio
 import struct
+import time
 
 import pytest
-from gateway_support import SAMPLE, Connect, RawClient, ib_rows, rows, until
 
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.gateway import Gateway, Portfolio
+from v6_pipeline.ib.protocol import ErrorCode, Incoming, Outgoing
+from v6_pipeline.ib.snapshot import take_snapshot_async
+from v6_pipeline_tests.ib.support import SAMPLE, Connect, RawClient, fields, ib_rows, rows, until
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +26,10 @@ pytestmark = pytest.mark.anyio
         (protocol.client_hello(100, 150), "no common version"),
         (protocol.client_hello(179, 200), "no common version"),
         (protocol.API_PREFIX + struct.pack(">I", 2**31), "over the limit"),
-        (protocol.client_hello(157, 178) + protocol.frame(49, 1), "expected startApi"),
+        (
+            protocol.client_hello(157, 178) + protocol.frame(Incoming.REQ_CURRENT_TIME, 1),
+            "expected startApi",
+        ),
     ],
     ids=["http", "garbage-version", "too-old", "too-new", "oversized", "request-before-start"],
 )
@@ -91,21 +98,21 @@ async def test_client_that_leaves_mid_handshake_is_forgotten(gateway: Gateway) -
     await until(lambda: gateway.connections == 0)
 
 
-@pytest.mark.parametrize(("high", "fields"), [(157, 5), (178, 6)])
+@pytest.mark.parametrize(("high", "count"), [(157, 5), (178, 6)])
 async def test_error_frame_follows_the_negotiated_version(
-    gateway: Gateway, high: int, fields: int
+    gateway: Gateway, high: int, count: int
 ) -> None:
     raw = await RawClient.open(gateway.host, gateway.port)
     await raw.start(client_id=1, low=100, high=high)
     assert raw.server_version == high
 
-    raw.send(1, 11, 77, 0, "SPY")  # reqMktData, not served
+    raw.send(Incoming.REQ_MKT_DATA, 11, 77, 0, "SPY")  # not served
 
     error = await raw.read()
-    assert error[:4] == ["4", "2", "77", "322"]
-    assert len(error) == fields  # advancedOrderRejectJson only from 166
-    raw.send(49, 1)  # the connection lives on
-    assert (await raw.read())[:2] == ["49", "1"]
+    assert error[:4] == fields(Outgoing.ERR_MSG, 2, 77, ErrorCode.SERVER_ERROR_PROCESSING)
+    assert len(error) == count  # advancedOrderRejectJson only from 166
+    raw.send(Incoming.REQ_CURRENT_TIME, 1)  # the connection lives on
+    assert (await raw.read())[:2] == fields(Outgoing.CURRENT_TIME, 1)
 
 
 async def test_nothing_is_sent_before_start_api(gateway: Gateway) -> None:
@@ -116,8 +123,8 @@ async def test_nothing_is_sent_before_start_api(gateway: Gateway) -> None:
     raw.writer.write(protocol.start_api(3))
 
     accounts, next_id = await raw.read(), await raw.read()
-    assert accounts == ["15", "1", "DU111,DU222"]
-    assert next_id == ["9", "1", "1"]
+    assert accounts == fields(Outgoing.MANAGED_ACCTS, 1, "DU111,DU222")
+    assert next_id == fields(Outgoing.NEXT_VALID_ID, 1, 1)
 
 
 async def test_malformed_known_request_gets_an_error_and_the_connection_lives(
@@ -126,12 +133,13 @@ async def test_malformed_known_request_gets_an_error_and_the_connection_lives(
     raw = await RawClient.open(gateway.host, gateway.port)
     await raw.start(client_id=1)
 
-    raw.send(7, 3, "not-a-number")  # reqExecutions with a bad request id
+    raw.send(Incoming.REQ_EXECUTIONS, 3, "not-a-number")  # a bad request id
 
-    assert (await raw.read())[:4] == ["4", "2", "-1", "320"]
-    raw.send(61, 1)
+    error = await raw.read()
+    assert error[:4] == fields(Outgoing.ERR_MSG, 2, -1, ErrorCode.SERVER_ERROR_READING)
+    raw.send(Incoming.REQ_POSITIONS, 1)
     frames = [await raw.read() for _ in range(len(SAMPLE.positions) + 1)]
-    assert frames[-1] == ["62", "1"]
+    assert frames[-1] == fields(Outgoing.POSITION_END, 1)
 
 
 async def test_non_numeric_message_id_closes_that_connection(
@@ -140,36 +148,67 @@ async def test_non_numeric_message_id_closes_that_connection(
     raw = await RawClient.open(gateway.host, gateway.port)
     await raw.start(client_id=1)
 
-    raw.send("x61", 1)
+    raw.send(f"x{Incoming.REQ_POSITIONS}", 1)
 
     assert await raw.closed_by_server()
     assert "is not a number" in caplog.text
 
 
-async def test_connections_over_the_limit_are_refused(caplog: pytest.LogCaptureFixture) -> None:
+async def test_api_clients_over_the_limit_are_refused(caplog: pytest.LogCaptureFixture) -> None:
     async with Gateway(SAMPLE, max_clients=2) as gw:
         first = await RawClient.open(gw.host, gw.port)
         second = await RawClient.open(gw.host, gw.port)
-        await until(lambda: gw.connections == 2)
+        await first.start(client_id=1)
+        await second.start(client_id=2)
 
         third = await RawClient.open(gw.host, gw.port)
 
         assert await third.closed_by_server()
-        assert "already 2 connections" in caplog.text
-        await first.start(client_id=1)
-        await second.start(client_id=2)
+        assert "already 2 API clients" in caplog.text
         assert gw.client_ids == {1, 2}
+
+
+async def test_idle_handshakes_over_the_limit_make_room_for_a_new_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with Gateway(SAMPLE, max_handshakes=2) as gw:
+        oldest = await RawClient.open(gw.host, gw.port)
+        younger = await RawClient.open(gw.host, gw.port)
+        await until(lambda: gw.connections == 2)
+
+        newest = await RawClient.open(gw.host, gw.port)
+
+        assert await oldest.closed_by_server()
+        assert "oldest of 2 unfinished handshakes" in caplog.text
+        await newest.start(client_id=1)
+        await younger.start(client_id=2)
+        assert gw.client_ids == {1, 2}
+
+
+async def test_idle_connections_do_not_starve_a_snapshot() -> None:
+    # Port scanners, health checks and half-dead clients hold connections that never
+    # say a word; the snapshot behind them must still be served at once.
+    async with Gateway(SAMPLE) as gw:  # the default limits and handshake timeout
+        idle = [await asyncio.open_connection(gw.host, gw.port) for _ in range(40)]
+        started = time.monotonic()
+
+        snap = await take_snapshot_async(gw.host, gw.port, 7, timeout_s=15)
+
+        assert time.monotonic() - started < 5.0
+        assert (snap.attempts, snap.positions.height) == (1, len(SAMPLE.positions))
+        for _, writer in idle:
+            writer.close()
 
 
 async def test_only_ascii_goes_out(gateway: Gateway) -> None:
     raw = await RawClient.open(gateway.host, gateway.port)
     await raw.start(client_id=1)
-    raw.send(61, 1)
-    raw.send(6, 2, 1, "DU111")
-    raw.send(49, 1)
+    raw.send(Incoming.REQ_POSITIONS, 1)
+    raw.send(Incoming.REQ_ACCOUNT_UPDATES, 2, 1, "DU111")
+    raw.send(Incoming.REQ_CURRENT_TIME, 1)
 
     payloads = [await protocol.read_payload(raw.reader)]
-    while not payloads[-1].startswith(b"49\0"):
+    while protocol.fields_of(payloads[-1])[0] != str(Outgoing.CURRENT_TIME):
         payloads.append(await protocol.read_payload(raw.reader))
 
     assert len(payloads) > len(SAMPLE.positions)

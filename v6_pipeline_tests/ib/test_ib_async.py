@@ -6,10 +6,11 @@ import dataclasses
 import logging
 
 import pytest
-from gateway_support import SAMPLE, Connect, ib_rows, rows, until
 from ib_async import IB, LimitOrder, Stock
 
-from v6_pipeline.ib.gateway import Gateway, Portfolio, Position
+from v6_pipeline.ib.gateway import Gateway, Portfolio, PortfolioPosition
+from v6_pipeline.ib.protocol import ErrorCode, Incoming
+from v6_pipeline_tests.ib.support import SAMPLE, Connect, ib_rows, rows, until
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +33,11 @@ async def test_connects_readonly_without_a_timeout_or_warning(
     assert any("Synchronization complete" in r.getMessage() for r in caplog.records)
     # what ib_async asked for at start-up, each answered
     asked = {r.msg_id for r in gateway.requests}
-    assert asked == {61, 76, 7}  # reqPositions, reqAccountUpdatesMulti x2, reqExecutions
+    assert asked == {
+        Incoming.REQ_POSITIONS,
+        Incoming.REQ_ACCOUNT_UPDATES_MULTI,  # one per account
+        Incoming.REQ_EXECUTIONS,
+    }
 
 
 async def test_connects_read_write_without_a_timeout_or_warning(
@@ -43,7 +48,13 @@ async def test_connects_read_write_without_a_timeout_or_warning(
 
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
     # ... which adds the open and completed orders requests
-    assert {r.msg_id for r in gateway.requests} == {61, 5, 99, 76, 7}
+    assert {r.msg_id for r in gateway.requests} == {
+        Incoming.REQ_POSITIONS,
+        Incoming.REQ_OPEN_ORDERS,
+        Incoming.REQ_COMPLETED_ORDERS,
+        Incoming.REQ_ACCOUNT_UPDATES_MULTI,
+        Incoming.REQ_EXECUTIONS,
+    }
 
 
 async def test_snapshot_equals_the_portfolio_field_by_field(connect: Connect) -> None:
@@ -75,7 +86,7 @@ async def test_single_account_gets_account_values_and_portfolio() -> None:
     assert ("AccountCode", "DU222") in values
     assert items == {(500124, 7.0, 845.0), (495512, -1.0, 301234.5)}
     # ib_async subscribed with reqAccountUpdates for the single account
-    assert 6 in {r.msg_id for r in gw.requests}
+    assert Incoming.REQ_ACCOUNT_UPDATES in {r.msg_id for r in gw.requests}
 
 
 async def test_current_time_and_managed_accounts(connect: Connect) -> None:
@@ -96,7 +107,7 @@ async def test_set_portfolio_pushes_changed_new_and_closed_positions(
     pushed: list[tuple[str, int, float]] = []
     ib.positionEvent += lambda p: pushed.append((p.account, p.contract.conId, p.position))
     changed = dataclasses.replace(SAMPLE.positions[0], position=-5)
-    new = Position("DU222", 777, "IWM", "STK", 100, avg_cost=220.0)
+    new = PortfolioPosition("DU222", 777, "IWM", "STK", 100, avg_cost=220.0)
     kept = SAMPLE.positions[1:4]  # the future (DU222, 495512) is gone: closed
     after = Portfolio.of([changed, *kept, new], accounts=SAMPLE.accounts)
 
@@ -141,7 +152,7 @@ async def test_client_id_in_use_gets_326_and_is_closed(gateway: Gateway, connect
     with pytest.raises(TimeoutError):
         await second.connectAsync(gateway.host, gateway.port, clientId=5, timeout=0.5)
 
-    assert codes == [326]
+    assert codes == [ErrorCode.CLIENT_ID_IN_USE]
     assert any("Peer closed connection" in e for e in api_errors)
     assert gateway.client_ids == {5}
     assert ib_rows(await first.reqPositionsAsync()) == rows(SAMPLE)
@@ -173,10 +184,11 @@ async def test_orders_are_refused_and_change_no_position(
     ib.client.reqGlobalCancel()
     await until(lambda: len(errors) == 3)
 
+    read_only = ErrorCode.SERVER_ERROR_VALIDATING
     assert [(req_id, code) for req_id, code, _ in errors] == [
-        (trade.order.orderId, 321),
-        (trade.order.orderId, 321),
-        (-1, 321),
+        (trade.order.orderId, read_only),
+        (trade.order.orderId, read_only),
+        (-1, read_only),
     ]
     assert "Read-Only mode" in errors[0][2]
     assert trade.orderStatus.status == "ValidationError"
@@ -192,7 +204,7 @@ async def test_unsupported_request_fails_fast_and_the_connection_lives(connect: 
     details = await ib.reqContractDetailsAsync(Stock("SPY", "SMART", "USD"))
 
     assert details == []  # ended by the error instead of hanging
-    assert [code for _, code in errors] == [322]
+    assert [code for _, code in errors] == [ErrorCode.SERVER_ERROR_PROCESSING]
     assert errors[0][0] >= 0  # addressed to the request's own id
     assert ib.isConnected()
     assert ib_rows(await ib.reqPositionsAsync()) == rows(SAMPLE)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 from pathlib import Path
 
 import pytest
-from gateway_support import SAMPLE, ib_rows, rows
 from ib_async import IB
 
 from v6_pipeline.ib.gateway import GatewayThread, Portfolio, PortfolioError
+from v6_pipeline_tests.ib.support import SAMPLE, ib_rows, rows
 
 
 def test_sync_client_gets_snapshot_live_updates_and_faults() -> None:
@@ -62,3 +63,20 @@ def test_reload_reads_the_file_and_keeps_the_portfolio_when_it_is_bad(tmp_path: 
         with pytest.raises(PortfolioError, match="not valid YAML"):
             gw.reload()
         assert [p.conid for p in gw.portfolio.positions] == [1]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("conid", 2**63), ("conid", -(2**63) - 1), ("position", 10**400), ("avg_cost", 10**400)],
+    ids=["conid-over-int64", "conid-under-int64", "position-over-float", "avg-cost-over-float"],
+)
+def test_reload_refuses_numbers_the_wire_cannot_carry(
+    tmp_path: Path, field: str, value: int
+) -> None:
+    path = tmp_path / "portfolio.json"
+    entry = {"account": "DU1", "conid": 1, "symbol": "A", "sec_type": "STK", "position": 1}
+    path.write_text(json.dumps({"positions": [{**entry, field: value}]}))
+    with GatewayThread(SAMPLE, source=path) as gw:
+        with pytest.raises(PortfolioError, match=rf"positions\[0\]\.{field}: must"):
+            gw.reload()
+        assert gw.portfolio == SAMPLE

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
-from gateway_support import SAMPLE
 
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.gateway import (
@@ -17,12 +17,13 @@ from v6_pipeline.ib.gateway import (
     FaultName,
     Portfolio,
     PortfolioError,
-    Position,
+    PortfolioPosition,
     load_portfolio,
     parse_fault,
     parse_portfolio,
 )
 from v6_pipeline.ib.gateway.answers import positions as answer_positions
+from v6_pipeline_tests.ib.support import SAMPLE
 
 # --- protocol --------------------------------------------------------------------
 
@@ -68,7 +69,8 @@ def test_position_frame_has_exactly_16_fields() -> None:
 
 @pytest.mark.parametrize(("version", "count"), [(157, 5), (165, 5), (166, 6), (178, 6)])
 def test_error_layout_follows_the_version(version: int, count: int) -> None:
-    assert len(protocol.fields_of(protocol.error(version, 7, 321, "x")[4:])) == count
+    frame = protocol.error(version, 7, protocol.ErrorCode.SERVER_ERROR_VALIDATING, "x")
+    assert len(protocol.fields_of(frame[4:])) == count
 
 
 @pytest.mark.parametrize(
@@ -87,6 +89,24 @@ def test_read_payload_refuses_an_oversized_frame_before_reading_it() -> None:
 
     with pytest.raises(protocol.ProtocolError, match="over the limit"):
         asyncio.run(read())
+
+
+def test_error_codes_are_ibs() -> None:
+    """The one place the numbers are written down again: IB's documented values (TWS API
+    "Message Codes"). Everything else uses the names."""
+    assert {code.name: code.value for code in protocol.ErrorCode} == {
+        "SERVER_ERROR_READING": 320,
+        "SERVER_ERROR_VALIDATING": 321,
+        "SERVER_ERROR_PROCESSING": 322,
+        "CLIENT_ID_IN_USE": 326,
+        "NOT_CONNECTED": 504,
+        "CONNECTIVITY_LOST": 1100,
+        "CONNECTIVITY_RESTORED_DATA_LOST": 1101,
+        "CONNECTIVITY_RESTORED_DATA_MAINTAINED": 1102,
+        "SOCKET_PORT_RESET": 1300,
+        "CONNECTIVITY_BROKEN": 2110,
+        "COMPETING_LIVE_SESSION": 10197,
+    }
 
 
 def test_fields_must_be_nul_terminated() -> None:
@@ -127,7 +147,7 @@ def test_only_five_fields_are_required_and_accounts_default() -> None:
         }
     )
     assert portfolio.accounts == ("U1",)
-    assert portfolio.positions == (Position("U1", 7, "X", "STK", 0.25),)
+    assert portfolio.positions == (PortfolioPosition("U1", 7, "X", "STK", 0.25),)
     assert portfolio.positions[0].avg_cost == 0.0
     assert portfolio.positions[0].expiry == ""
 
@@ -162,6 +182,11 @@ def entry(**changes: object) -> dict[str, object]:
         ({"positions": [entry(conid=True)]}, "positions[0].conid: expected an integer"),
         ({"positions": [entry(position="3")]}, "positions[0].position: expected a number"),
         ({"positions": [entry(position=float("nan"))]}, "positions[0].position: must be finite"),
+        ({"positions": [entry(position=10**400)]}, "positions[0].position: must be finite"),
+        ({"positions": [entry(avg_cost=-(10**400))]}, "positions[0].avg_cost: must be finite"),
+        ({"positions": [entry(conid=2**63)]}, "positions[0].conid: must fit in 64 bits"),
+        ({"positions": [entry(conid=-(2**63) - 1)]}, "positions[0].conid: must fit in 64 bits"),
+        ({"positions": [entry(conid=str(2**63))]}, "positions[0].conid: must fit in 64 bits"),
         ({"positions": [entry(symbol=["x"])]}, "positions[0].symbol: expected a string"),
         ({"positions": [entry(symbol="SPŸ")]}, "positions[0].symbol: must be printable ASCII"),
         ({"positions": [entry(symbol="A\x00B")]}, "positions[0].symbol: must be printable ASCII"),
@@ -177,6 +202,16 @@ def test_errors_name_the_entry_and_field(obj: object, message: str) -> None:
     with pytest.raises(PortfolioError) as raised:
         parse_portfolio(obj)
     assert message in str(raised.value).replace("must be a finite number", "must be finite")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("conid", 2**63), ("position", math.inf), ("avg_cost", math.nan), ("strike", -math.inf)],
+)
+def test_a_portfolio_built_in_python_is_checked_too(field: str, value: float) -> None:
+    row = dataclasses.replace(SAMPLE.positions[1], **{field: value})
+    with pytest.raises(PortfolioError, match=rf"positions\[1\]\.{field}: must"):
+        Portfolio.of([SAMPLE.positions[0], row])
 
 
 @pytest.mark.parametrize(
@@ -200,7 +235,7 @@ def test_file_errors_name_the_file(
 
 def test_changes_since_lists_changed_new_then_closed() -> None:
     changed = dataclasses.replace(SAMPLE.positions[0], position=-4)
-    new = Position("DU222", 9, "X", "STK", 1)
+    new = PortfolioPosition("DU222", 9, "X", "STK", 1)
     after = Portfolio.of([changed, *SAMPLE.positions[1:3], new], SAMPLE.accounts)
 
     assert after.changes_since(SAMPLE) == (

@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from gateway_support import SAMPLE, RawClient, ib_rows, row_of, rows, until
 from ib_async import IB
 
 from v6_pipeline.ib.gateway import Portfolio
+from v6_pipeline.ib.protocol import ErrorCode, Incoming, Outgoing
+from v6_pipeline_tests.ib.support import SAMPLE, RawClient, fields, ib_rows, row_of, rows, until
 
 pytestmark = pytest.mark.anyio
 
@@ -168,9 +169,10 @@ async def test_fault_flags_apply(start: Start, portfolio_file: Path) -> None:
     raw = await RawClient.open(gateway.host, gateway.port)
     await raw.start(client_id=1)
 
-    raw.send(61, 1)
+    raw.send(Incoming.REQ_POSITIONS, 1)
 
-    assert (await raw.read())[:4] == ["4", "2", "-1", "1100"]
+    error = await raw.read()
+    assert error[:4] == fields(Outgoing.ERR_MSG, 2, -1, ErrorCode.CONNECTIVITY_LOST)
     raw.close()
 
 

@@ -8,12 +8,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from gateway_support import SAMPLE, Row, client_row, rows
 from ibapi.client import EClient
 from ibapi.contract import Contract
 from ibapi.wrapper import EWrapper
 
 from v6_pipeline.ib.gateway import GatewayThread, Portfolio
+from v6_pipeline.ib.protocol import ErrorCode
+from v6_pipeline_tests.ib.support import SAMPLE, Row, client_row, rows
 
 WAIT_S = 5.0
 
@@ -90,7 +91,7 @@ def test_ibapi_receives_errors_in_the_157_layout(app: Recorder) -> None:
     app.reqMktData(1001, contract, "", False, False, [])
 
     assert app.got_error.wait(WAIT_S)  # an error with advancedJson would be dropped
-    assert app.errors == [(1001, 322)]
+    assert app.errors == [(1001, ErrorCode.SERVER_ERROR_PROCESSING)]
 
 
 def test_ibapi_receives_live_updates(gateway: GatewayThread, app: Recorder) -> None:

@@ -9,13 +9,13 @@ import struct
 from collections.abc import Iterator
 
 import pytest
-from gateway_support import SAMPLE, ib_rows, rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ib_async import IB
 
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.gateway import GatewayThread
+from v6_pipeline_tests.ib.support import SAMPLE, ib_rows, rows
 
 READ_WINDOW_S = 0.02
 
