@@ -115,3 +115,34 @@ def test_demo_ui_serves_dagster_and_ctrl_c_stops_everything(tmp_path: Path) -> N
     for stopped in (port, gateway_port):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", stopped)) != 0, f"port {stopped} still open"
+
+
+def test_reconcile_names_a_bad_setting_without_a_traceback(tmp_path: Path) -> None:
+    proc = v6("reconcile", env={"V6_SEC_TYPES": "FOO", "DAGSTER_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 1
+    assert "v6 reconcile: V6_SEC_TYPES names FOO" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_failing_step_prints_its_cause_not_dagsters_wrapper(
+    gateway: GatewayThread, tmp_path: Path
+) -> None:
+    Lake(tmp_path / "lake").append_position_updates(demo_position_updates(datetime.now(UTC)))
+    (tmp_path / "lake" / "ib_position_snapshots").write_text("not a Delta table")
+    proc = v6("reconcile", env=settings(gateway, tmp_path / "lake", tmp_path / "home"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failed = next(line for line in proc.stdout.splitlines() if line.startswith("FAILED"))
+    assert "ib_position_snapshots" in failed
+    assert "Error occurred while executing" not in failed
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("command", ["demo", "reconcile"])
+def test_a_file_where_a_folder_belongs_is_a_sentence(tmp_path: Path, command: str) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    args = ("demo", "--dir", str(afile)) if command == "demo" else ("reconcile",)
+    proc = v6(*args, env={"DAGSTER_HOME": str(afile)})
+    assert proc.returncode == 1
+    assert "is a file" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr

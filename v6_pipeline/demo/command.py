@@ -53,14 +53,6 @@ def run(args: argparse.Namespace) -> int:
     lake_dir, home = base / "lake", base / "dagster_home"
     started = time.monotonic()
     with GatewayThread(load_portfolio(portfolio_path())) as gateway:
-        env = {
-            "V6_IB_HOST": gateway.host,
-            "V6_IB_PORT": str(gateway.port),
-            "V6_LAKE_DIR": str(lake_dir),
-            "V6_STALE_AFTER_S": str(DEMO_STALE_AFTER_S),
-            "DAGSTER_HOME": str(home),
-        }
-        os.environ.update(env)
         print(f"IB Gateway emulator listening on {gateway.host}:{gateway.port} (demo portfolio)")
         Lake(lake_dir).append_position_updates(demo_position_updates(datetime.now(UTC)))
         print(f"Demo position log written to {lake_dir}/position_updates\n")
@@ -68,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         for leg, story in STORY:
             print(f"  {leg:<28} {story}")
         print()
-        outcome = _run_once()
+        outcome = _run_once(gateway.host, gateway.port, lake_dir, home)
         print(f"\n(finished in {time.monotonic() - started:.1f} s)")
         planted = set(outcome.discrepancies["type"])
         as_designed = outcome.naked_check_passed is False and planted == EXPECTED
@@ -79,32 +71,47 @@ def run(args: argparse.Namespace) -> int:
             print("\nNext, watch it run every 5 minutes in the Dagster UI on the same data:")
             print(f"  v6 demo --ui --dir {args.dir}")
             return 0
-        return _serve_ui(env, args.ui_port)
+        return _serve_ui(
+            {
+                "V6_IB_HOST": gateway.host,
+                "V6_IB_PORT": str(gateway.port),
+                "V6_LAKE_DIR": str(lake_dir),
+                "V6_STALE_AFTER_S": str(DEMO_STALE_AFTER_S),
+                "DAGSTER_HOME": str(home),
+            },
+            args.ui_port,
+        )
 
 
-def _run_once():  # -> Outcome; imports Dagster only once the environment is set
-    import dagster as dg
-
+def _run_once(host: str, port: int, lake_dir: Path, home: Path):  # -> Outcome
     from v6_pipeline.definitions import build_defs
     from v6_pipeline.defs.partitions import last_closed_window, window_key
-    from v6_pipeline.defs.resources import resources_from_env
-    from v6_pipeline.run.instance import prepare_home
+    from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
+    from v6_pipeline.demo.book import DEMO_STALE_AFTER_S
+    from v6_pipeline.run.instance import open_instance
     from v6_pipeline.run.report import print_outcome
     from v6_pipeline.run.runner import run_windows
 
-    prepare_home(os.environ["DAGSTER_HOME"])
+    defs = build_defs(
+        {
+            "ib": IBGatewayResource(host=host, port=port),
+            "lake": LakeResource(lake_dir=str(lake_dir)),
+            "settings": ReconciliationSettings(stale_after_s=str(DEMO_STALE_AFTER_S)),
+        }
+    )
     key = window_key(last_closed_window(datetime.now(UTC)))
     print(f"Materializing window {key} (UTC) through Dagster ...\n")
-    with dg.DagsterInstance.get() as instance:
-        outcome = run_windows(
-            build_defs(resources_from_env()), key, instance=instance, log_level="CRITICAL"
-        )
+    with open_instance(home) as instance:
+        outcome = run_windows(defs, key, instance=instance, log_level="CRITICAL")
     print_outcome(outcome)
     return outcome
 
 
 def _fresh_dir(base: Path) -> Path | None:
     base = base.expanduser().resolve()
+    if base.exists() and not base.is_dir():
+        print(f"v6 demo: {base} is a file; give --dir a folder (it is created if missing)")
+        return None
     if base.exists() and any(base.iterdir()):
         if not (base / MARKER).exists():
             print(f"v6 demo: {base} exists and was not made by the demo; choose another --dir")

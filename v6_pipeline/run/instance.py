@@ -44,9 +44,8 @@ def _exclusive(home: Path) -> Iterator[None]:
 def open_instance(home: str | Path) -> dg.DagsterInstance:
     """The instance at `home`, its storages created once, safely, by whoever comes first."""
     path = prepare_home(home)
-    os.environ["DAGSTER_HOME"] = str(path)
     with _exclusive(path):
-        instance = dg.DagsterInstance.get()
+        instance = dg.DagsterInstance.from_config(str(path))
         # Touch each storage so that its tables exist before the lock is released.
         instance.get_runs(limit=1)
         instance.event_log_storage.get_concurrency_info(IB_POOL)
@@ -58,8 +57,7 @@ def instance_from_env() -> tuple[dg.DagsterInstance, str]:
     sentence saying which."""
     home = os.environ.get("DAGSTER_HOME", "").strip()
     if home:
-        instance = open_instance(home)
-        return instance, f"Dagster instance: {os.environ['DAGSTER_HOME']}"
+        return open_instance(home), f"Dagster instance: {prepare_home(home)}"
     return (
         dg.DagsterInstance.ephemeral(),
         "Dagster instance: ephemeral (set DAGSTER_HOME to keep run history for the UI)",
