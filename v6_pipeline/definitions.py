@@ -6,26 +6,30 @@ variable, shown in the UI.
 """
 
 from collections.abc import Mapping
+from datetime import datetime
 
 import dagster as dg
 
-from v6_pipeline.defs.assets import (
-    delta_latest_positions,
-    ib_position_snapshot,
-    position_discrepancies,
-)
+from v6_pipeline.defs.assets import reconciliation_assets
 from v6_pipeline.defs.jobs import lake_maintenance_job, reconciliation_job
+from v6_pipeline.defs.partitions import partitions_start, window_partitions
 from v6_pipeline.defs.resources import check_settings, resources_from_env
 from v6_pipeline.defs.schedules import lake_maintenance_schedule, reconciliation_schedule
+from v6_pipeline.defs.sensors import ALERT_SENSORS
 
 
-def build_defs(resources: Mapping[str, dg.ConfigurableResource]) -> dg.Definitions:
-    """The project's definitions bound to `resources` (tests bind their own), checked."""
+def build_defs(
+    resources: Mapping[str, dg.ConfigurableResource], *, start: datetime | None = None
+) -> dg.Definitions:
+    """The project's definitions bound to `resources` (tests bind their own), checked;
+    the first window is `start`, else `V6_PARTITIONS_START`'s."""
     check_settings(resources)
+    windows = window_partitions(start or partitions_start())
     return dg.Definitions(
-        assets=[ib_position_snapshot, delta_latest_positions, position_discrepancies],
+        assets=reconciliation_assets(windows),
         jobs=[reconciliation_job, lake_maintenance_job],
         schedules=[reconciliation_schedule, lake_maintenance_schedule],
+        sensors=ALERT_SENSORS,
         resources=dict(resources),
         # Also for `dagster asset materialize` and UI launches outside the job.
         executor=dg.in_process_executor,

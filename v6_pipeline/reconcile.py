@@ -2,8 +2,8 @@
 
 Pure: polars frames in, a polars frame out; no I/O and no wall clock (`as_of` is
 given), so a past window re-judged later gives the same answer. The rules are the
-contract's table (shared/spec/reconciliation.md), one row per `(account, conid)`,
-the first matching rule wins:
+README's table ("What it decides"), one row per `(account, conid)`, the first
+matching rule wins:
 
     IB not open (absent or ~0), Delta open           -> NAKED_POSITION (critical)
     IB open, Delta has no row                        -> MISSING_FROM_DELTA
@@ -13,14 +13,21 @@ the first matching rule wins:
 Scope: a key's sec type is IB's when IB reports the key, else Delta's; a key whose
 sec type is unknown (Delta without a `sec_type` column, or a null) is in scope. One
 rule for both sides, so an out-of-scope contract can never turn up on one side only
-and raise a false NAKED alarm.
+and raise a false NAKED alarm. Only the accounts the IB answer covers are judged:
+Delta's open positions elsewhere are not NAKED (IB was not asked about them); the
+pipeline reports them from `unjudged_accounts()`.
+
+Quantities must be finite: NaN or +-inf is bad data and raises, never a verdict
+(an infinite Delta quantity would otherwise compare as closed and hide a naked leg).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from numbers import Real
 
 import polars as pl
 
@@ -50,6 +57,16 @@ DISCREPANCY_SCHEMA: pl.Schema = polars_schema(POSITION_DISCREPANCIES, drop=("win
 
 IB_REQUIRED = ("account", "conid", "symbol", "sec_type", "position")
 DELTA_REQUIRED = ("account", "conid", "symbol", "position", "timestamp")
+_DELTA_NOT_NULL = ("account", "conid", "position", "timestamp")
+UNJUDGED_SCHEMA: pl.Schema = pl.Schema(
+    {
+        "account": pl.String,
+        "conid": pl.Int64,
+        "symbol": pl.String,
+        "sec_type": pl.String,
+        "position": pl.Float64,
+    }
+)
 # Descriptive columns used for `details` when either side has them.
 _CONTRACT_COLUMNS = ("expiry", "strike", "right")
 
@@ -66,30 +83,29 @@ def reconcile(
     abs_tol: float = 0.001,
     stale_after: timedelta | None = None,
     sec_types: Iterable[str] | None = ("OPT",),
+    accounts: Iterable[str] | None = None,
 ) -> pl.DataFrame:
     """Classify every `(account, conid)` of the two sides into discrepancy rows.
 
     `ib` is a complete IB snapshot (columns of `ib_position_snapshots`),
     `delta_latest` the latest `position_updates` row per key as of `as_of`.
-    `sec_types=None` puts every sec type in scope. Returns the rows of
-    `position_discrepancies` without `window_start`, critical first; a frame with
-    that schema and no rows when the books agree. Bad input raises `ValueError`.
+    `sec_types=None` puts every sec type in scope. `accounts` are the accounts the
+    IB answer covers; keys in other accounts, on either side, are not judged
+    (`None`: every account). Returns the rows of `position_discrepancies` without
+    `window_start`, critical first; a frame with that schema and no rows when the
+    books agree. Bad input (anywhere in the frames, judged or not) raises `ValueError`.
     """
     as_of = _validate_as_of(as_of)
-    if not abs_tol >= 0:
-        raise ValueError(f"abs_tol must be a number >= 0, got {abs_tol!r}")
-    if stale_after is not None and stale_after < timedelta(0):
-        raise ValueError(f"stale_after must be >= 0 or None, got {stale_after!r}")
-    scope = None if sec_types is None else sorted(set(sec_types))
-    if scope is not None and "*" in scope:
-        scope = None
+    abs_tol = _validate_abs_tol(abs_tol)
+    stale_before = _stale_before(as_of, stale_after)
+    scope = _scope(sec_types)
+    covered = None if accounts is None else _accounts(accounts)
 
     ib_side = _normalise(ib, "ib", IB_REQUIRED, ("account", "conid", "position"))
-    delta_side = _normalise(
-        delta_latest, "delta_latest", DELTA_REQUIRED, ("account", "conid", "position", "timestamp")
-    )
-    if "sec_type" not in delta_side.collect_schema():
-        delta_side = delta_side.with_columns(sec_type=pl.lit(None, pl.String))
+    delta_side = _normalise(delta_latest, "delta_latest", DELTA_REQUIRED, _DELTA_NOT_NULL)
+    if covered is not None:
+        ib_side = ib_side.filter(pl.col("account").is_in(covered))
+        delta_side = delta_side.filter(pl.col("account").is_in(covered))
 
     joined = ib_side.join(
         delta_side, on=["account", "conid"], how="full", coalesce=True, suffix="_delta"
@@ -101,19 +117,19 @@ def reconcile(
         **{c: pl.coalesce(c, f"{c}_delta") for c in _CONTRACT_COLUMNS},
     )
     if scope is not None:
-        joined = joined.filter(pl.col("sec_type").is_null() | pl.col("sec_type").is_in(scope))
+        joined = joined.filter(_in_scope(scope))
 
     ib_q = pl.col("position").fill_null(0.0)
     delta_q = pl.col("position_delta").fill_null(0.0)
-    ib_open = _exceeds(ib_q.abs(), abs_tol, ib_q)
-    delta_open = pl.col("has_delta") & _exceeds(delta_q.abs(), abs_tol, delta_q)
+    ib_open = _is_open(ib_q, abs_tol)
+    delta_open = pl.col("has_delta") & _is_open(delta_q, abs_tol)
     differs = _exceeds(
         (ib_q - delta_q).abs(), abs_tol, pl.max_horizontal(ib_q.abs(), delta_q.abs())
     )
     stale = (
         pl.lit(False)
-        if stale_after is None
-        else pl.col("timestamp") < pl.lit(as_of - stale_after, dtype=pl.Datetime("us", "UTC"))
+        if stale_before is None
+        else pl.col("timestamp") < pl.lit(stale_before, dtype=pl.Datetime("us", "UTC"))
     )
     kind = (
         pl.when(~ib_open & delta_open)
@@ -151,9 +167,92 @@ def reconcile(
     return rows.cast(DISCREPANCY_SCHEMA)  # type: ignore[arg-type]
 
 
+def unjudged_accounts(
+    delta_latest: pl.DataFrame,
+    accounts: Iterable[str],
+    *,
+    abs_tol: float,
+    sec_types: Iterable[str] | None,
+) -> pl.DataFrame:
+    """Delta's open, in-scope positions in accounts the IB answer does not cover.
+
+    `reconcile(..., accounts=accounts)` never judges these keys; this lists them
+    (columns of `UNJUDGED_SCHEMA`, one row per key, sorted) so they are reported
+    rather than silently dropped. Same inputs, open rule and scope rule as
+    `reconcile()`: IB does not report these keys, so the sec type is Delta's and an
+    unknown one is in scope.
+    """
+    abs_tol = _validate_abs_tol(abs_tol)
+    scope = _scope(sec_types)
+    covered = _accounts(accounts)
+    delta_side = _normalise(delta_latest, "delta_latest", DELTA_REQUIRED, _DELTA_NOT_NULL)
+    rows = delta_side.filter(
+        ~pl.col("account").is_in(covered), _is_open(pl.col("position"), abs_tol)
+    )
+    if scope is not None:
+        rows = rows.filter(_in_scope(scope))
+    return (
+        rows.select(UNJUDGED_SCHEMA.names())
+        .sort("account", "conid")
+        .collect()
+        .cast(UNJUDGED_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def _is_open(quantity: pl.Expr, abs_tol: float) -> pl.Expr:
+    """The contract's `abs(q) > abs_tol`, one definition for every caller."""
+    return _exceeds(quantity.abs(), abs_tol, quantity)
+
+
+def _in_scope(scope: list[str]) -> pl.Expr:
+    """A key is in scope when its sec type is listed or unknown."""
+    return pl.col("sec_type").is_null() | pl.col("sec_type").is_in(scope)
+
+
 def _exceeds(value: pl.Expr, limit: float, scale: pl.Expr) -> pl.Expr:
     """`value > limit`, where a value equal to the limit up to float noise is not over it."""
     return (value - limit) > _FLOAT_SLACK * pl.max_horizontal(pl.lit(1.0), scale.abs())
+
+
+def _validate_abs_tol(abs_tol: float) -> float:
+    # bool is a Real too, but `abs_tol=True` is a mistake, not a tolerance of 1.
+    number = isinstance(abs_tol, Real) and not isinstance(abs_tol, bool)
+    if not (number and math.isfinite(abs_tol) and abs_tol >= 0):
+        raise ValueError(f"abs_tol must be a finite number >= 0, got {abs_tol!r}")
+    return float(abs_tol)
+
+
+def _stale_before(as_of: datetime, stale_after: timedelta | None) -> datetime | None:
+    """The cut-off for STALE_DATA: rows last changed before it are stale; None disables."""
+    if stale_after is None:
+        return None
+    if not isinstance(stale_after, timedelta) or stale_after < timedelta(0):
+        raise ValueError(
+            f"stale_after must be a timedelta >= 0 or None (no STALE_DATA), got {stale_after!r}"
+        )
+    try:
+        return as_of - stale_after
+    except OverflowError:
+        raise ValueError(
+            f"stale_after={stale_after} reaches before year 1 from as_of={as_of.isoformat()}; "
+            "pass None to disable STALE_DATA"
+        ) from None
+
+
+def _scope(sec_types: Iterable[str] | None) -> list[str] | None:
+    """Sec types in scope, sorted; None (or a `*` among them) means every sec type."""
+    scope = None if sec_types is None else sorted(set(sec_types))
+    return None if scope is None or "*" in scope else scope
+
+
+def _accounts(accounts: Iterable[str]) -> list[str]:
+    # A bare string would iterate as one-letter "accounts" and judge nothing.
+    covered = None if isinstance(accounts, str) else list(accounts)
+    if covered is None or not all(isinstance(a, str) for a in covered):
+        raise ValueError(
+            f"accounts must be an iterable of account ids (str), e.g. ['DU111'], got {accounts!r}"
+        )
+    return sorted(set(covered))
 
 
 def _validate_as_of(as_of: datetime) -> datetime:
@@ -198,6 +297,7 @@ def _normalise(
         )
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:
         raise ValueError(f"{name} has a column of the wrong type: {exc}") from exc
+    _require_finite(frame, name, "position")
     duplicated = frame.select(pl.struct("account", "conid").is_duplicated().sum()).item()
     if duplicated:
         raise ValueError(
@@ -206,11 +306,23 @@ def _normalise(
         )
     keep = [*required, *(c for c in ("sec_type", *_CONTRACT_COLUMNS) if c in frame.columns)]
     lazy = frame.lazy().select(dict.fromkeys(keep).keys())
-    for column in _CONTRACT_COLUMNS:
+    # A legacy log has no `sec_type` (unknown: in scope); either side may lack the rest.
+    for column in ("sec_type", *_CONTRACT_COLUMNS):
         if column not in frame.columns:
             dtype = pl.Float64 if column == "strike" else pl.String
             lazy = lazy.with_columns(pl.lit(None, dtype).alias(column))
     return lazy
+
+
+def _require_finite(frame: pl.DataFrame, name: str, column: str) -> None:
+    bad = frame.filter(~pl.col(column).is_finite())
+    if not bad.is_empty():
+        account, conid = bad.select("account", "conid").row(0)
+        raise ValueError(
+            f"{name} has {bad.height} row(s) with a non-finite {column!r} (NaN or +-inf), "
+            f"e.g. account {account} conid {conid}; a quantity must be a finite number: "
+            "correct the rows at their source and re-run"
+        )
 
 
 def _quantity(column: str) -> pl.Expr:

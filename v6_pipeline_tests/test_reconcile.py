@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
-from v6_pipeline.reconcile import DISCREPANCY_SCHEMA, DiscrepancyType, reconcile
+from v6_pipeline.reconcile import (
+    DISCREPANCY_SCHEMA,
+    DiscrepancyType,
+    reconcile,
+    unjudged_accounts,
+)
 
 AS_OF = datetime(2026, 11, 25, 14, 5, tzinfo=UTC)
 EARLIER = AS_OF - timedelta(hours=2)
@@ -303,3 +309,123 @@ class TestBadInput:
                 delta_frame(("A", 1, 1)).with_columns(position=pl.lit("lots")),
                 as_of=AS_OF,
             )
+
+    @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+    @pytest.mark.parametrize("side", ["ib", "delta_latest"])
+    def test_non_finite_quantity_is_bad_data_not_a_verdict(self, side: str, value: float) -> None:
+        # An infinite Delta quantity used to count as closed (inf > 1e-9 * inf is
+        # false), hiding a naked leg; NaN crashed in a polars cast.
+        ib = ib_frame(("A", 1, 2), ("A", 2, 1))
+        delta = delta_frame(("A", 1, 2), ("A", 2, 1), ("B", 7, 3))
+        if side == "ib":
+            ib = ib.with_columns(position=pl.Series([2.0, value]))
+        else:
+            delta = delta.with_columns(position=pl.Series([2.0, value, value]))
+        count = 1 if side == "ib" else 2
+        with pytest.raises(
+            ValueError,
+            match=rf"^{side} has {count} row\(s\) with a non-finite 'position'.*A.*conid 2",
+        ):
+            reconcile(ib, delta, as_of=AS_OF)
+
+    @pytest.mark.parametrize("abs_tol", [math.inf, math.nan, -1, "0.001", None, True])
+    def test_tolerance_must_be_a_finite_number(self, abs_tol: object) -> None:
+        with pytest.raises(ValueError, match=r"abs_tol must be a finite number >= 0"):
+            reconcile(ib_frame(), delta_frame(("A", 1, 1)), as_of=AS_OF, abs_tol=abs_tol)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("stale_after", [-timedelta(seconds=1), 60, math.inf, "1h"])
+    def test_stale_after_must_be_a_timedelta(self, stale_after: object) -> None:
+        with pytest.raises(ValueError, match=r"stale_after must be a timedelta >= 0 or None"):
+            reconcile(ib_frame(), delta_frame(), as_of=AS_OF, stale_after=stale_after)  # type: ignore[arg-type]
+
+    def test_stale_after_reaching_before_year_one(self) -> None:
+        with pytest.raises(ValueError, match=r"stale_after=.* reaches before year 1.*None"):
+            reconcile(ib_frame(), delta_frame(), as_of=AS_OF, stale_after=timedelta.max)
+
+    @pytest.mark.parametrize("accounts", ["DU111", ["DU111", 7]])
+    def test_accounts_must_be_account_ids(self, accounts: object) -> None:
+        with pytest.raises(ValueError, match=r"accounts must be .*account ids"):
+            reconcile(ib_frame(), delta_frame(), as_of=AS_OF, accounts=accounts)  # type: ignore[arg-type]
+
+
+class TestAccounts:
+    """Only the accounts the IB answer covers are judged (contract, Keys and scope)."""
+
+    def test_default_judges_every_account(self) -> None:
+        result = reconcile(ib_frame(), delta_frame(("A", 1, 3), ("B", 1, 3)), as_of=AS_OF)
+        assert kinds(result) == {("A", 1): NAKED, ("B", 1): NAKED}
+
+    def test_delta_outside_accounts_is_never_naked(self) -> None:
+        result = reconcile(
+            ib_frame(("A", 2, 1)),
+            delta_frame(("A", 1, 3), ("B", 1, 3), ("B", 2, 4)),
+            as_of=AS_OF,
+            accounts=["A"],
+        )
+        assert kinds(result) == {("A", 1): NAKED, ("A", 2): MISSING}
+
+    def test_ib_rows_outside_accounts_are_ignored(self) -> None:
+        result = reconcile(
+            ib_frame(("A", 1, 3), ("B", 1, 5)),
+            delta_frame(("A", 1, 3)),
+            as_of=AS_OF,
+            accounts={"A"},
+        )
+        assert result.is_empty()
+
+    def test_no_accounts_judges_nothing(self) -> None:
+        result = reconcile(
+            ib_frame(("A", 1, 3)), delta_frame(("B", 1, 3)), as_of=AS_OF, accounts=[]
+        )
+        assert result.is_empty()
+        assert result.schema == DISCREPANCY_SCHEMA
+
+    def test_accounts_may_be_a_one_shot_iterator(self) -> None:
+        result = reconcile(
+            ib_frame(), delta_frame(("A", 1, 3), ("B", 1, 3)), as_of=AS_OF, accounts=iter(["B"])
+        )
+        assert kinds(result) == {("B", 1): NAKED}
+
+
+class TestUnjudgedAccounts:
+    """Delta's open, in-scope positions in accounts IB was not asked about."""
+
+    def test_open_in_scope_positions_outside_accounts(self) -> None:
+        delta = delta_frame(
+            ("A", 1, 3),  # judged account
+            ("B", 2, 4),  # unjudged, open
+            ("B", 1, 0.0005),  # unjudged, closed within tolerance
+            ("C", 3, -1),  # unjudged, out of scope
+            ("C", 4, -2),  # unjudged, sec type unknown: in scope
+            sec_types=["OPT", "OPT", "OPT", "STK", None],
+        )
+        result = unjudged_accounts(delta, ["A"], abs_tol=0.001, sec_types=("OPT",))
+        assert result.to_dicts() == [
+            {"account": "B", "conid": 2, "symbol": "SPY", "sec_type": "OPT", "position": 4.0},
+            {"account": "C", "conid": 4, "symbol": "SPY", "sec_type": None, "position": -2.0},
+        ]
+
+    def test_every_sec_type_and_legacy_log_without_sec_type(self) -> None:
+        delta = delta_frame(("B", 1, 3), ("A", 1, 3))
+        result = unjudged_accounts(delta, iter(["A"]), abs_tol=0.001, sec_types=None)
+        assert result.select("account", "conid", "sec_type").rows() == [("B", 1, None)]
+
+    def test_all_covered_is_empty_with_a_fixed_schema(self) -> None:
+        result = unjudged_accounts(delta_frame(("A", 1, 3)), ["A"], abs_tol=0.001, sec_types=None)
+        assert result.is_empty()
+        assert result.schema == pl.Schema(
+            {
+                "account": pl.String,
+                "conid": pl.Int64,
+                "symbol": pl.String,
+                "sec_type": pl.String,
+                "position": pl.Float64,
+            }
+        )
+
+    def test_bad_input_is_rejected_like_reconcile(self) -> None:
+        delta = delta_frame(("B", 1, 3)).with_columns(position=pl.lit(math.inf))
+        with pytest.raises(ValueError, match=r"delta_latest has 1 row.*non-finite"):
+            unjudged_accounts(delta, ["A"], abs_tol=0.001, sec_types=None)
+        with pytest.raises(ValueError, match="abs_tol"):
+            unjudged_accounts(delta_frame(), ["A"], abs_tol=math.nan, sec_types=None)

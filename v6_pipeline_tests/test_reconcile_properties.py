@@ -1,4 +1,5 @@
-"""`reconcile()` against a deliberately naive model of the contract's words.
+"""`reconcile()` and `unjudged_accounts()` against a deliberately naive model of the
+contract's words.
 
 The model loops over keys in plain Python and compares exact decimals, so float
 noise in `reconcile()` would show up as a disagreement.
@@ -6,19 +7,25 @@ noise in `reconcile()` would show up as a disagreement.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from typing import TypeVar
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from v6_pipeline.reconcile import reconcile
+from v6_pipeline.reconcile import reconcile, unjudged_accounts
 
 AS_OF = datetime(2026, 11, 25, 14, 5, tzinfo=UTC)
-ACCOUNTS = ["DU1", "DU2"]
+ACCOUNTS = ["DU1", "DU2", "DU3"]
 SEC_TYPES = ["OPT", "STK", "FUT"]
+NON_FINITE = [math.inf, -math.inf, math.nan]
 
 
 @dataclass(frozen=True)
@@ -26,7 +33,7 @@ class IbRow:
     account: str
     conid: int
     sec_type: str
-    milli: int  # quantity in thousandths, so the model is exact
+    milli: int | float  # quantity in thousandths, so the model is exact; float = NaN/±inf
 
 
 @dataclass(frozen=True)
@@ -34,26 +41,45 @@ class DeltaRow:
     account: str
     conid: int
     sec_type: str | None
-    milli: int
+    milli: int | float
     age_s: int
 
 
-def model(
-    ib: list[IbRow],
-    delta: list[DeltaRow],
-    *,
-    tol: Fraction,
-    stale_after_s: int | None,
-    scope: set[str] | None,
-) -> dict[tuple[str, int], str]:
-    ib_by_key = {(r.account, r.conid): r for r in ib}
-    delta_by_key = {(r.account, r.conid): r for r in delta}
+@dataclass(frozen=True)
+class Case:
+    ib: list[IbRow]
+    delta: list[DeltaRow]
+    tol: Fraction
+    stale_after_s: int | None
+    scope: set[str] | None
+    accounts: set[str] | None  # the accounts the IB answer covers; None = all
+
+
+def bad_data(case: Case) -> str | None:
+    """The error the contract asks for: the first side with a non-finite quantity."""
+    for side, rows in (("ib", case.ib), ("delta_latest", case.delta)):
+        bad = sum(not math.isfinite(r.milli) for r in rows)
+        if bad:
+            return f"{side} has {bad} row(s) with a non-finite 'position'"
+    return None
+
+
+def in_scope(sec_type: str | None, scope: set[str] | None) -> bool:
+    return scope is None or sec_type is None or sec_type in scope
+
+
+def model(case: Case) -> dict[tuple[str, int], str]:
+    ib_by_key = {(r.account, r.conid): r for r in case.ib}
+    delta_by_key = {(r.account, r.conid): r for r in case.delta}
+    tol, stale_after_s = case.tol, case.stale_after_s
     out = {}
     for key in ib_by_key.keys() | delta_by_key.keys():
+        # IB was not asked about other accounts: nothing there is judged.
+        if case.accounts is not None and key[0] not in case.accounts:
+            continue
         i, d = ib_by_key.get(key), delta_by_key.get(key)
         # The key's sec type: IB's if IB reports it, else Delta's; unknown is in scope.
-        sec_type = i.sec_type if i else d.sec_type if d else None
-        if scope is not None and sec_type is not None and sec_type not in scope:
+        if not in_scope(i.sec_type if i else d.sec_type if d else None, case.scope):
             continue
         ib_q = Fraction(i.milli, 1000) if i else Fraction(0)
         delta_q = Fraction(d.milli, 1000) if d else Fraction(0)
@@ -70,6 +96,17 @@ def model(
     return out
 
 
+def unjudged_model(case: Case, accounts: set[str]) -> list[tuple[str, int, float]]:
+    """Delta's open, in-scope keys outside `accounts` (Delta's sec type decides)."""
+    return sorted(
+        (d.account, d.conid, d.milli / 1000)
+        for d in case.delta
+        if d.account not in accounts
+        and abs(Fraction(d.milli, 1000)) > case.tol
+        and in_scope(d.sec_type, case.scope)
+    )
+
+
 keys = st.tuples(st.sampled_from(ACCOUNTS), st.integers(1, 12))
 # Quantities near each other and near zero, where the rules' edges are.
 millis = st.one_of(
@@ -77,8 +114,20 @@ millis = st.one_of(
 )
 
 
+Row = TypeVar("Row", IbRow, DeltaRow)
+
+
+def poisoned(draw: st.DrawFn, rows: list[Row]) -> list[Row]:
+    """Rarely, one row's quantity made NaN or ±inf: bad data on that side."""
+    if not rows or draw(st.integers(0, 9)) != 0:
+        return rows
+    at = draw(st.integers(0, len(rows) - 1))
+    bad = dataclasses.replace(rows[at], milli=draw(st.sampled_from(NON_FINITE)))
+    return [*rows[:at], bad, *rows[at + 1 :]]
+
+
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[list[IbRow], list[DeltaRow], Fraction, int | None, set | None]:
+def cases(draw: st.DrawFn) -> Case:
     ib_keys = draw(st.lists(keys, unique=True, max_size=10))
     delta_keys = draw(st.lists(keys, unique=True, max_size=10))
     ib = [IbRow(a, c, draw(st.sampled_from(SEC_TYPES)), draw(millis)) for a, c in ib_keys]
@@ -92,25 +141,24 @@ def cases(draw: st.DrawFn) -> tuple[list[IbRow], list[DeltaRow], Fraction, int |
         )
         for a, c in delta_keys
     ]
-    tol = Fraction(draw(st.sampled_from([0, 1, 2, 500, 1000])), 1000)
-    stale = draw(st.sampled_from([None, 0, 60, 3600]))
-    scope = draw(st.sampled_from([None, {"OPT"}, {"OPT", "STK"}, {"FUT"}]))
-    return ib, delta, tol, stale, scope
+    return Case(
+        ib=poisoned(draw, ib),
+        delta=poisoned(draw, delta),
+        tol=Fraction(draw(st.sampled_from([0, 1, 2, 500, 1000])), 1000),
+        stale_after_s=draw(st.sampled_from([None, 0, 60, 3600])),
+        scope=draw(st.sampled_from([None, {"OPT"}, {"OPT", "STK"}, {"FUT"}])),
+        accounts=draw(st.one_of(st.none(), st.sets(st.sampled_from(ACCOUNTS)))),
+    )
 
 
-@settings(max_examples=2000, deadline=None)
-@given(cases())
-def test_reconcile_matches_the_naive_model(
-    case: tuple[list[IbRow], list[DeltaRow], Fraction, int | None, set | None],
-) -> None:
-    ib, delta, tol, stale_after_s, scope = case
+def frames(case: Case) -> tuple[pl.DataFrame, pl.DataFrame]:
     ib_frame = pl.DataFrame(
         {
-            "account": [r.account for r in ib],
-            "conid": [r.conid for r in ib],
-            "symbol": ["X"] * len(ib),
-            "sec_type": [r.sec_type for r in ib],
-            "position": [r.milli / 1000 for r in ib],
+            "account": [r.account for r in case.ib],
+            "conid": [r.conid for r in case.ib],
+            "symbol": ["X"] * len(case.ib),
+            "sec_type": [r.sec_type for r in case.ib],
+            "position": [r.milli / 1000 for r in case.ib],
         },
         schema={
             "account": pl.String,
@@ -122,12 +170,12 @@ def test_reconcile_matches_the_naive_model(
     )
     delta_frame = pl.DataFrame(
         {
-            "account": [r.account for r in delta],
-            "conid": [r.conid for r in delta],
-            "symbol": ["X"] * len(delta),
-            "sec_type": [r.sec_type for r in delta],
-            "position": [r.milli / 1000 for r in delta],
-            "timestamp": [AS_OF - timedelta(seconds=r.age_s) for r in delta],
+            "account": [r.account for r in case.delta],
+            "conid": [r.conid for r in case.delta],
+            "symbol": ["X"] * len(case.delta),
+            "sec_type": [r.sec_type for r in case.delta],
+            "position": [r.milli / 1000 for r in case.delta],
+            "timestamp": [AS_OF - timedelta(seconds=r.age_s) for r in case.delta],
         },
         schema={
             "account": pl.String,
@@ -138,17 +186,38 @@ def test_reconcile_matches_the_naive_model(
             "timestamp": pl.Datetime("us", "UTC"),
         },
     )
-    result = reconcile(
-        ib_frame,
-        delta_frame,
-        as_of=AS_OF,
-        abs_tol=float(tol),
-        stale_after=None if stale_after_s is None else timedelta(seconds=stale_after_s),
-        sec_types=scope,
-    )
+    return ib_frame, delta_frame
+
+
+@settings(max_examples=2000, deadline=None)
+@given(cases())
+def test_reconcile_matches_the_naive_model(case: Case) -> None:
+    ib_frame, delta_frame = frames(case)
+    judge = {
+        "as_of": AS_OF,
+        "abs_tol": float(case.tol),
+        "stale_after": None
+        if case.stale_after_s is None
+        else timedelta(seconds=case.stale_after_s),
+        "sec_types": case.scope,
+    }
+    if (error := bad_data(case)) is not None:
+        with pytest.raises(ValueError, match=f"^{re.escape(error)}"):
+            reconcile(ib_frame, delta_frame, **judge, accounts=case.accounts)
+        return
+
+    result = reconcile(ib_frame, delta_frame, **judge, accounts=case.accounts)
     got = {(r["account"], r["conid"]): r["type"] for r in result.iter_rows(named=True)}
-    assert got == model(ib, delta, tol=tol, stale_after_s=stale_after_s, scope=scope)
+    assert got == model(case)
     assert result.height == len(got)  # one row per key
     assert (result["severity"] == "critical").to_list() == [
         t == "NAKED_POSITION" for t in result["type"]
     ]
+
+    if case.accounts is not None:
+        unjudged = unjudged_accounts(
+            delta_frame, case.accounts, abs_tol=float(case.tol), sec_types=case.scope
+        )
+        assert unjudged.select("account", "conid", "position").rows() == unjudged_model(
+            case, case.accounts
+        )

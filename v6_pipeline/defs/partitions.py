@@ -11,6 +11,7 @@ count low, back to backfill older windows.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -26,7 +27,7 @@ def default_start(now: datetime) -> datetime:
     return (first_of_month - timedelta(days=1)).replace(day=1)
 
 
-def partitions_start(environ: dict[str, str] | os._Environ[str] = os.environ) -> datetime:
+def partitions_start(environ: Mapping[str, str] = os.environ) -> datetime:
     raw = environ.get(START_ENV, "").strip()
     if not raw:
         return default_start(datetime.now(UTC))
@@ -44,12 +45,11 @@ def partitions_start(environ: dict[str, str] | os._Environ[str] = os.environ) ->
     return start
 
 
-window_partitions = dg.TimeWindowPartitionsDefinition(
-    cron_schedule="*/5 * * * *",
-    start=partitions_start(),
-    fmt=KEY_FORMAT,
-    timezone="UTC",
-)
+def window_partitions(start: datetime) -> dg.TimeWindowPartitionsDefinition:
+    """The 5-minute UTC windows from `start` (built when the code location loads)."""
+    return dg.TimeWindowPartitionsDefinition(
+        cron_schedule="*/5 * * * *", start=start, fmt=KEY_FORMAT, timezone="UTC"
+    )
 
 
 def window_start(key: str) -> datetime:
@@ -68,8 +68,8 @@ def last_closed_window(now: datetime) -> datetime:
     return floor - WINDOW
 
 
-def validate_key(key: str) -> str:
-    """`key`, if it names a window of the partitions; else a ValueError that says why."""
+def validate_key(key: str, partitions: dg.TimeWindowPartitionsDefinition) -> str:
+    """`key`, if it names a window of `partitions`; else a ValueError that says why."""
     try:
         start = window_start(key)
     except ValueError as exc:
@@ -79,8 +79,8 @@ def validate_key(key: str) -> str:
         ) from exc
     if start.minute % 5:
         raise ValueError(f"window {key} is not on a 5-minute boundary (:00, :05, ... :55)")
-    if not window_partitions.has_partition_key(key):
-        first = window_partitions.start.astimezone(UTC)
+    if not partitions.has_partition_key(key):
+        first = partitions.start.astimezone(UTC)
         if start < first:
             raise ValueError(
                 f"window {key} is before the first partition ({window_key(first)}); set "

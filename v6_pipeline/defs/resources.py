@@ -10,6 +10,7 @@ has a string and an int form only.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Mapping
@@ -18,8 +19,9 @@ from typing import ClassVar
 
 import dagster as dg
 
+from v6_pipeline.alerts.settings import AlertSettings
 from v6_pipeline.ib.snapshot import IBSnapshot, take_snapshot
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake
 
 # IB's security types (TWS API `Contract.secType`).
 IB_SEC_TYPES = frozenset(
@@ -191,10 +193,48 @@ class ReconciliationSettings(_Settings):
         )
 
 
+_ALERT_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(AlertSettings.parse).parameters.items()
+}
+
+
+class AlertsResource(_Settings):
+    """Where alerts go and when (README, "Alerts"); parsed by `AlertSettings.parse`."""
+
+    ENV: ClassVar[dict[str, str]] = {
+        "urls": "V6_ALERT_URLS",
+        "min_severity": "V6_ALERT_MIN_SEVERITY",
+        "remind_s": "V6_ALERT_REMIND_S",
+        "silence_s": "V6_ALERT_SILENCE_S",
+        "give_up_s": "V6_ALERT_GIVE_UP_S",
+        "heartbeat_url": "V6_HEARTBEAT_URL",
+        "ui_url": "V6_UI_URL",
+        "quiet_windows": "V6_IB_QUIET_WINDOWS",
+    }
+
+    # One default per setting: `AlertSettings.parse`'s.
+    urls: str = _ALERT_DEFAULTS["urls"]
+    min_severity: str = _ALERT_DEFAULTS["min_severity"]
+    remind_s: str = _ALERT_DEFAULTS["remind_s"]
+    silence_s: str = _ALERT_DEFAULTS["silence_s"]
+    give_up_s: str = _ALERT_DEFAULTS["give_up_s"]
+    heartbeat_url: str = _ALERT_DEFAULTS["heartbeat_url"]
+    ui_url: str = _ALERT_DEFAULTS["ui_url"]
+    quiet_windows: str = _ALERT_DEFAULTS["quiet_windows"]
+
+    def check(self) -> None:
+        self.get_settings()
+
+    def get_settings(self) -> AlertSettings:
+        return AlertSettings.parse(**{field: getattr(self, field) for field in self.ENV})
+
+
 RESOURCES: dict[str, type[_Settings]] = {
     "ib": IBGatewayResource,
     "lake": LakeResource,
     "settings": ReconciliationSettings,
+    "alerts": AlertsResource,
 }
 
 

@@ -86,7 +86,12 @@ def run(args: argparse.Namespace) -> int:
 def _run_once(host: str, port: int, lake_dir: Path, home: Path):  # -> Outcome
     from v6_pipeline.definitions import build_defs
     from v6_pipeline.defs.partitions import last_closed_window, window_key
-    from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
+    from v6_pipeline.defs.resources import (
+        AlertsResource,
+        IBGatewayResource,
+        LakeResource,
+        ReconciliationSettings,
+    )
     from v6_pipeline.demo.book import DEMO_STALE_AFTER_S
     from v6_pipeline.run.instance import open_instance
     from v6_pipeline.run.report import print_outcome
@@ -97,6 +102,7 @@ def _run_once(host: str, port: int, lake_dir: Path, home: Path):  # -> Outcome
             "ib": IBGatewayResource(host=host, port=port),
             "lake": LakeResource(lake_dir=str(lake_dir)),
             "settings": ReconciliationSettings(stale_after_s=str(DEMO_STALE_AFTER_S)),
+            "alerts": AlertsResource.from_env(),
         }
     )
     key = window_key(last_closed_window(datetime.now(UTC)))

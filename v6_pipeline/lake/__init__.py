@@ -7,12 +7,16 @@ from v6_pipeline.lake.errors import (
     TableNotFoundError,
     TornSnapshotError,
 )
+from v6_pipeline.lake.lake import Lake
 from v6_pipeline.lake.latest import iter_latest, read_latest, read_latest_many
+from v6_pipeline.lake.snapshots import StoredSnapshot
 
 __all__ = [
     "BadRowsError",
+    "Lake",
     "LakeError",
     "LakeSchemaError",
+    "StoredSnapshot",
     "TableNotFoundError",
     "TornSnapshotError",
     "iter_latest",

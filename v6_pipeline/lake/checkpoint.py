@@ -1,94 +1,228 @@
 """The stored state behind `read_latest`: one small Delta table per `position_updates`.
 
 A checkpoint taken at table version V with cutoff T holds, for the data files of V:
-the latest row per key among rows with `timestamp <= T`, every row with `timestamp > T`
-(normally the few seconds written after a snapshot), and the list of those files. It is
-overwritten in a single Delta commit, so readers always see a whole checkpoint; a failed
+the latest row per key among rows with `timestamp <= T` (the state, in key order), every
+row with `timestamp > T` (the tail: normally the few seconds written after a snapshot),
+and the list of those files. It is one parquet file, swapped in by a single Delta
+commit, so readers always see a whole checkpoint; its parts lie one after the other,
+counted in its header (the last row), so reading them copies nothing.
+
+It is only ever a shortcut. The file's name carries the CRC-32 of its bytes, checked
+before they are decoded: half of all random damage to a parquet file still decodes (to
+other values), and some makes the decoder abort the process. A checkpoint that cannot be
+read or does not match its checksum is logged, removed and rebuilt by the read; a failed
 write is logged and costs only speed.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import os
+import re
+import time
+import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
-from deltalake import write_deltalake
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction
+from pyarrow import fs
 
-from v6_pipeline.lake import schemas
-from v6_pipeline.lake.source import SEQ, PositionLog
-from v6_pipeline.lake.tables import try_open
+from v6_pipeline.lake import commits, schemas
+from v6_pipeline.lake.maintenance import TableMaintenance, maintain_table
+from v6_pipeline.lake.paths import is_local
+from v6_pipeline.lake.source import OUTPUT, SEQ, LogVersion, PositionLog
+from v6_pipeline.lake.tables import PROPERTIES, try_open
 
 log = logging.getLogger(__name__)
 
 _SCHEMA = schemas.polars_schema(schemas.CHECKPOINT)
+_NAME = re.compile(r"checkpoint-([0-9a-f]{8})-[0-9a-f]{32}\.parquet")  # CRC-32, then unique
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    source_id: str
-    version: int
+    source: LogVersion
     cutoff: datetime
     default_account: str | None
-    files: frozenset[str]  # data file paths as the Delta log names them
-    rows: pl.DataFrame  # `POSITION_UPDATES` columns and `_seq`
+    files: pl.Series  # data file paths as the Delta log names them
+    # `POSITION_UPDATES` columns and `_seq`: the latest row per key up to `cutoff`, in
+    # (account, conid) order; and every row after it.
+    state: pl.DataFrame
+    tail: pl.DataFrame
+
+    @property
+    def rows(self) -> pl.DataFrame:
+        return pl.concat([self.state, self.tail])
 
     @property
     def next_seq(self) -> int:
         """The `_seq` after every kept row: rows read later sort after these on ties."""
-        last = self.rows[SEQ].max()
-        return 0 if last is None else int(last) + 1  # type: ignore[arg-type]
+        seqs = [s for s in (self.state[SEQ].max(), self.tail[SEQ].max()) if s is not None]
+        return int(max(seqs)) + 1 if seqs else 0  # type: ignore[call-overload]
 
     def serves(self, source: PositionLog) -> bool:
         """Whether this state is still a prefix of the table (files were only added since)."""
-        return (
-            source.source_id == self.source_id
-            and source.default_account == self.default_account
-            and self.files <= set(source.files["path"].to_list())
-        )
+        if (source.at.table_id, source.default_account) != (
+            self.source.table_id,
+            self.default_account,
+        ):
+            return False
+        if source.since is not None:  # `source` lists what was added after a version
+            return source.since == self.source.version
+        return bool(self.files.is_in(source.files["path"].implode()).all())
+
+    def added(self, source: PositionLog) -> pl.DataFrame:
+        """The files of `source` this state has not seen (`source` as it `serves`)."""
+        if source.since is not None:
+            return source.files
+        return source.files.filter(~pl.col("path").is_in(self.files.implode()))
+
+
+class _DamagedError(ValueError):
+    """A checkpoint that reads, but not as it was written."""
 
 
 def load(uri: str) -> Checkpoint | None:
-    if (table := try_open(uri)) is None:
-        return None
+    """The checkpoint at `uri`; None when there is none, or it is unusable (then it is
+    removed, so that the next `save` starts afresh)."""
     try:
-        frame = pl.read_delta(table)
-    # An unreadable checkpoint only costs a rebuild (polars panics on a damaged file).
-    except (Exception, pl.exceptions.PanicException):
-        log.warning("cannot read the checkpoint at %s; rebuilding it", uri, exc_info=True)
+        # Its file from the newest commits when they tell (a local table), not by
+        # opening the table: that costs more than the rest of a steady read.
+        path = commits.newest_added_file(uri)
+        if path is None:
+            if (table := try_open(uri)) is None:
+                return None
+            paths = table.file_uris()
+            if len(paths) != 1:
+                raise _DamagedError(f"{len(paths)} data files instead of one")
+            path = paths[0]
+        return _parse(_checked_bytes(path))
+    # Anything a damaged table may raise (polars panics on some damaged parquet files).
+    except (Exception, pl.exceptions.PanicException) as error:
+        log.warning(
+            "cannot use the read_latest checkpoint at %s (%s: %s); rebuilding it",
+            uri,
+            type(error).__name__,
+            error,
+        )
+        _remove(uri)
         return None
-    header = frame.filter(pl.col("_source_version").is_not_null())
-    if header.height != 1:
-        return None
-    row = header.row(0, named=True)
-    return Checkpoint(
-        source_id=row["_source_id"],
-        version=row["_source_version"],
-        cutoff=row["_cutoff"],
-        default_account=row["_default_account"],
-        files=frozenset(frame["_file"].drop_nulls().to_list()),
-        rows=frame.filter(pl.col("conid").is_not_null()).select(
-            *schemas.polars_schema(schemas.POSITION_UPDATES), SEQ
-        ),
-    )
 
 
 def save(uri: str, checkpoint: Checkpoint) -> None:
     """Replace the stored checkpoint in one commit; a failure (e.g. a concurrent run) is logged."""
+    at = checkpoint.source
     header = pl.DataFrame(
         {
-            "_source_version": [checkpoint.version],
-            "_source_id": [checkpoint.source_id],
+            "_source_version": [at.version],
+            "_source_id": [at.table_id],
+            "_source_commit": [at.commit],
+            "_source_schema": [at.schema_json],
+            "_source_partitions": [json.dumps(list(at.partitions))],
             "_cutoff": [checkpoint.cutoff],
             "_default_account": [checkpoint.default_account],
-        }
+            "_state_rows": [checkpoint.state.height],
+            "_tail_rows": [checkpoint.tail.height],
+        },
+        schema_overrides={"_source_commit": pl.String, "_default_account": pl.String},
     )
-    files = pl.DataFrame({"_file": sorted(checkpoint.files)}, schema={"_file": pl.String})
     frame = pl.concat(
-        [pl.DataFrame(schema=_SCHEMA), checkpoint.rows, files, header], how="diagonal_relaxed"
+        [
+            pl.DataFrame(schema=_SCHEMA),
+            checkpoint.state,
+            checkpoint.tail,
+            checkpoint.files.cast(pl.String).alias("_file").to_frame(),
+            header,
+        ],
+        how="diagonal_relaxed",
     ).cast(dict(_SCHEMA))
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="uncompressed")  # decoded in half the time
+    data = buffer.getvalue()
+    name = f"checkpoint-{zlib.crc32(data):08x}-{uuid.uuid4().hex}.parquet"
     try:
-        write_deltalake(uri, frame.to_arrow().cast(schemas.CHECKPOINT), mode="overwrite")
+        store, root = _filesystem(uri)
+        store.create_dir(root)
+        with store.open_output_stream(f"{root}/{name}") as out:
+            out.write(data)
+        table = try_open(uri)
+        if table is None:
+            table = DeltaTable.create(
+                uri, schema=schemas.CHECKPOINT, mode="ignore", configuration=PROPERTIES
+            )
+        added = AddAction(name, len(data), {}, int(time.time() * 1000), True, "{}")
+        table.create_write_transaction([added], mode="overwrite", schema=schemas.CHECKPOINT)
     except Exception:
         log.warning("cannot write the checkpoint at %s; the previous one stays", uri, exc_info=True)
+
+
+def maintain(uri: str, *, retention_hours: int) -> TableMaintenance | None:
+    """Vacuum the checkpoint (never compacted: that would rename its file); None when there
+    is none (or it is damaged: then it is removed, and the next read rebuilds it)."""
+    try:
+        return maintain_table(uri, retention_hours=retention_hours, compact=False)
+    except Exception as error:
+        log.warning("cannot maintain the checkpoint at %s (%s); removing it", uri, error)
+        _remove(uri)
+        return None
+
+
+def _checked_bytes(path: str) -> bytes:
+    """The bytes of the checkpoint's file, once they match the checksum in its name."""
+    named = _NAME.fullmatch(path.rsplit("/", 1)[-1])
+    if named is None:
+        raise _DamagedError(f"{path} is not a file this project wrote")
+    store, where = _filesystem(path)
+    with store.open_input_file(where) as f:
+        data = f.readall()
+    if f"{zlib.crc32(data):08x}" != named.group(1):
+        raise _DamagedError(f"the bytes of {path} do not match the checksum in its name")
+    return data
+
+
+def _parse(data: bytes) -> Checkpoint:
+    frame = pl.read_parquet(data)
+    head = frame.row(-1, named=True)
+    states, tails = head["_state_rows"], head["_tail_rows"]
+    if head["_source_version"] is None or states is None or tails is None:
+        raise _DamagedError("its last row is not a header")
+    rows = frame.select(*OUTPUT, SEQ)
+    files = frame["_file"].slice(states + tails, frame.height - states - tails - 1)
+    if rows.head(states + tails)["conid"].null_count() or files.null_count():
+        raise _DamagedError("its parts are not where its header says")
+    return Checkpoint(
+        source=LogVersion(
+            version=head["_source_version"],
+            table_id=head["_source_id"],
+            commit=head["_source_commit"],
+            schema_json=head["_source_schema"],
+            partitions=tuple(json.loads(head["_source_partitions"])),
+        ),
+        cutoff=head["_cutoff"],
+        default_account=head["_default_account"],
+        files=files,
+        state=rows.slice(0, states),
+        tail=rows.slice(states, tails),
+    )
+
+
+def _filesystem(uri: str) -> tuple[fs.FileSystem, str]:
+    if is_local(uri):
+        return fs.LocalFileSystem(), os.path.abspath(uri.removeprefix("file://"))
+    return fs.FileSystem.from_uri(uri)
+
+
+def _remove(uri: str) -> None:
+    """Delete the checkpoint table (derived state: the next read writes a new one)."""
+    try:
+        store, path = _filesystem(uri)
+        store.delete_dir(path)
+    except FileNotFoundError:
+        pass
+    except Exception:
+        log.warning("cannot remove the damaged checkpoint at %s; remove it by hand", uri)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from v6_pipeline.lake import paths
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake, paths
 from v6_pipeline.lake.maintenance import DEFAULT_RETENTION_HOURS
 
 HELP = "create and maintain the Delta tables"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+
 
 class LakeError(Exception):
     """Base of every error the lake raises on purpose."""
@@ -25,13 +28,35 @@ class LakeSchemaError(LakeError):
 
 
 class BadRowsError(LakeError):
-    """Rows that cannot be used (nulls in key columns); never dropped silently."""
+    """Rows that cannot be used (a null key, a non-finite quantity); never dropped silently.
 
-    def __init__(self, table_uri: str, column: str, count: int, *, hint: str) -> None:
-        super().__init__(f"{table_uri}: {count} row(s) with a null `{column}`; {hint}")
+    `problem` completes "N row(s) with ...": "a null", "a non-finite". `example` is the key
+    (account, conid, timestamp) of one such row, when the rows were read.
+    """
+
+    def __init__(
+        self,
+        table_uri: str,
+        column: str,
+        count: int,
+        *,
+        problem: str = "a null",
+        example: Mapping[str, object] | None = None,
+        hint: str,
+    ) -> None:
+        shown = f" (e.g. {_describe(example)})" if example else ""
+        super().__init__(f"{table_uri}: {count} row(s) with {problem} `{column}`{shown}; {hint}")
         self.table_uri = table_uri
         self.column = column
         self.count = count
+        self.example = dict(example) if example else None
+
+
+def _describe(key: Mapping[str, object]) -> str:
+    return ", ".join(
+        f"{name} {value.isoformat() if isinstance(value, datetime) else value}"
+        for name, value in key.items()
+    )
 
 
 class TornSnapshotError(LakeError):

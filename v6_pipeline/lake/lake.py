@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
-from v6_pipeline.lake import paths, schemas
+from v6_pipeline.lake import checkpoint, paths, schemas
 from v6_pipeline.lake.errors import LakeError
 from v6_pipeline.lake.latest import iter_latest, read_latest, read_latest_many
 from v6_pipeline.lake.maintenance import DEFAULT_RETENTION_HOURS, TableMaintenance, maintain_table
@@ -20,8 +20,10 @@ from v6_pipeline.lake.snapshots import (
     read_snapshots,
     write_snapshot,
 )
+from v6_pipeline.lake.source import CREATE_HINT
+from v6_pipeline.lake.tables import require
 from v6_pipeline.lake.updates import append_position_updates, create_position_updates
-from v6_pipeline.lake.windows import read_window, read_windows, write_window
+from v6_pipeline.lake.windows import read_window, read_windows, write_windows
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,14 @@ class Lake:
 
     def uri(self, name: str) -> str:
         return paths.table_uri(self.lake_dir, name)
+
+    def require_position_updates(self) -> None:
+        """Raise `TableNotFoundError` (naming the path) unless `position_updates` exists.
+
+        Writes nothing: a run checks this before it stores anything, so a mistyped lake
+        directory is reported without being created.
+        """
+        require(self.uri(paths.POSITION_UPDATES), hint=CREATE_HINT)
 
     def read_latest(self, *, as_of: datetime) -> pl.DataFrame:
         return read_latest(
@@ -98,10 +108,17 @@ class Lake:
         )
 
     def write_discrepancies(self, frame: pl.DataFrame, *, window_start: datetime) -> None:
-        write_window(
+        self.write_discrepancies_of(frame, window_starts=[window_start])
+
+    def write_discrepancies_of(
+        self, frame: pl.DataFrame, *, window_starts: Sequence[datetime]
+    ) -> None:
+        """Replace the discrepancy rows of every window of `window_starts` (a range) with
+        `frame`'s (told apart by `window_start`) in one commit; other windows untouched."""
+        write_windows(
             self.uri(paths.POSITION_DISCREPANCIES),
             frame,
-            window_start=window_start,
+            window_starts=window_starts,
             schema=schemas.POSITION_DISCREPANCIES,
         )
 
@@ -123,26 +140,56 @@ class Lake:
             found.values() or [pl.DataFrame(schema=polars_schema(schemas.POSITION_DISCREPANCIES))]
         )
 
+    def write_delta_latest_of(
+        self, frame: pl.DataFrame, *, window_starts: Sequence[datetime]
+    ) -> None:
+        """Store the Delta latest positions each window of `window_starts` was judged
+        against (`frame`: `window_start`, `as_of` and the `position_updates` columns), in
+        one commit; other windows untouched."""
+        write_windows(
+            self.uri(paths.DELTA_LATEST_POSITIONS),
+            frame,
+            window_starts=window_starts,
+            schema=schemas.DELTA_LATEST_POSITIONS,
+        )
+
+    def read_delta_latest_of(
+        self, *, window_starts: Sequence[datetime]
+    ) -> dict[datetime, pl.DataFrame]:
+        """The stored Delta latest positions of each window (UTC keys, time order); empty
+        for a window without any."""
+        return read_windows(
+            self.uri(paths.DELTA_LATEST_POSITIONS),
+            window_starts=window_starts,
+            schema=schemas.DELTA_LATEST_POSITIONS,
+        )
+
     def maintain(
         self, *, retention_hours: int = DEFAULT_RETENTION_HOURS, since: date | None = None
     ) -> list[TableMaintenance]:
         """Compact and vacuum every table that exists; then rebuild the latest-read checkpoint
-        if compaction invalidated it, so the next scheduled run does not pay for it."""
+        if compaction invalidated it (or it is missing), so the next scheduled run does not
+        pay for it."""
         updates = self.uri(paths.POSITION_UPDATES)
         names = (
             paths.POSITION_UPDATES,
             paths.IB_POSITION_SNAPSHOTS,
             paths.IB_SNAPSHOT_LOG,
+            paths.DELTA_LATEST_POSITIONS,
             paths.POSITION_DISCREPANCIES,
         )
         done = [
             m
-            for uri in (*(self.uri(n) for n in names), paths.checkpoint_uri(updates))
-            if (m := maintain_table(uri, retention_hours=retention_hours, since=since))
+            for name in names
+            if (m := maintain_table(self.uri(name), retention_hours=retention_hours, since=since))
         ]
-        if any(m.table_uri == updates and m.files_removed for m in done):
+        log_done = next((m for m in done if m.table_uri == updates), None)
+        kept = checkpoint.maintain(paths.checkpoint_uri(updates), retention_hours=retention_hours)
+        if kept is not None:
+            done.append(kept)
+        if log_done is not None and (log_done.files_removed or kept is None):
             try:
                 self.read_latest(as_of=datetime.now(UTC))
             except LakeError as error:
-                log.warning("compacted, but could not rebuild the checkpoint: %s", error)
+                log.warning("maintained, but could not rebuild the checkpoint: %s", error)
         return done

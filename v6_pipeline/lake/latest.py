@@ -22,7 +22,15 @@ history, and the answer must equal a full scan exactly, whatever order events ar
   before `as_of`; the checkpoint is left alone.
 - If a file the checkpoint counted is gone (compaction, delete, merge rewrite, overwrite),
   or the table was re-created, the checkpoint is rebuilt from a full read: slower once,
-  never wrong.
+  never wrong. So is a checkpoint that cannot be read or is not whole (see `checkpoint.py`).
+- The steady read does not open the table: it reads the commit files written after the
+  checkpoint's version (see `commits.py`), and opens the table only when those did more
+  than add files. Opening replays the whole log, which costs more than the rest of the
+  read once the table has thousands of files.
+- Every row read is checked: a null key or a non-finite position fails the read with
+  `BadRowsError` (an example row named), never a verdict on bad data. What is checked
+  is what is read: the files added since the checkpoint (whose rows were checked when it
+  was built), or all of history when it is rebuilt.
 - Ties on (account, conid, timestamp), which the project's writer never makes: the row
   written last wins, judged by the file's write time in the Delta log (then its path and
   the row's place in it).
@@ -36,7 +44,9 @@ to the first), and one group-by keeps the latest row per (window, key). Then a s
 time order: the answer at `a[k]` is the answer at `a[k-1]` with the keys of window k
 replaced by that window's rows, which are newer than anything before. Each step costs the
 keys plus the window's rows; history is never re-read or held per window. `read_latest`
-is the sweep over one time.
+is the sweep over one time. From a checkpoint, only the keys with rows in its tail or in
+new files enter the windows: each answer is the checkpoint's state (kept in key order)
+with those keys' rows merged in by binary search, so no read sorts every key.
 """
 
 from __future__ import annotations
@@ -51,7 +61,14 @@ import polars as pl
 from v6_pipeline.lake import checkpoint
 from v6_pipeline.lake.checkpoint import Checkpoint
 from v6_pipeline.lake.paths import checkpoint_uri
-from v6_pipeline.lake.source import KEY, OUTPUT, SEQ, PositionLog
+from v6_pipeline.lake.source import (
+    OUTPUT,
+    POSITION_KEY,
+    SEQ,
+    PositionLog,
+    bad_rows,
+    raise_bad_rows,
+)
 from v6_pipeline.lake.times import as_utc
 
 log = logging.getLogger(__name__)
@@ -64,9 +81,14 @@ REFRESH_FILES = 200
 # by a backfill: what lies after the cutoff is kept row by row.
 TAIL_HORIZON = timedelta(hours=1)
 
-WINDOW = "_window"  # the index of the first sorted `as_of` at or after a row's timestamp
+# The index of the first sorted `as_of` at or after a row's timestamp: the as-of window
+# the row belongs to.
+AS_OF_WINDOW_COL = "_window"
 
 Answers = Iterator[tuple[datetime, pl.DataFrame]]
+
+# The engine for queries over a few thousand rows: the streaming one costs more to start.
+SMALL = "in-memory"
 
 
 def read_latest(
@@ -105,33 +127,61 @@ def iter_latest(
     when it is asked for, so a caller keeping one at a time holds one.
     """
     times = sorted({as_utc(a, "as_of") for a in as_ofs})
-    source = PositionLog.open(table_uri, default_account=default_account)
-    return chain.from_iterable(_sweeps(source, times)) if times else iter(())
+    if not times:  # nothing to answer, but the table is checked all the same
+        PositionLog.open(table_uri, default_account=default_account)
+        return iter(())
+    return chain.from_iterable(_sweeps(table_uri, times, default_account))
 
 
-def _sweeps(source: PositionLog, as_ofs: list[datetime]) -> list[Answers]:
+def _sweeps(uri: str, as_ofs: list[datetime], default_account: str | None) -> list[Answers]:
     """The answers at `as_ofs` (sorted, distinct, not empty), as consecutive sweeps."""
     last = as_ofs[-1]
-    store = checkpoint_uri(source.uri)
+    store = checkpoint_uri(uri)
     saved = checkpoint.load(store)
+    source = None
+    if saved is not None and saved.default_account == default_account and as_ofs[0] >= saved.cutoff:
+        source = PositionLog.after(uri, saved.source, default_account=default_account)
+    if source is None:
+        source = PositionLog.open(uri, default_account=default_account)
     if saved is not None and not saved.serves(source):
-        log.info("%s changed beyond appends since its checkpoint; rebuilding it", source.uri)
+        log.info("%s changed beyond appends since its checkpoint; rebuilding it", uri)
         saved = None
 
     if saved is None:
-        rows = source.scan(source.files, seq_start=0)
+        return _build(source, store, as_ofs, saved=None, added=source.files)
+    if as_ofs[0] < saved.cutoff:  # a backfill: older than the checkpoint can answer
+        files = source.files.filter(pl.col("min_ts").is_null() | (pl.col("min_ts") <= last))
+        rows = source.scan(files, seq_start=0)
+        windows, summary = pl.collect_all([_by_window(rows, as_ofs), bad_rows(rows)])
+        raise_bad_rows(uri, summary)
+        return [_sweep(windows, as_ofs)]
+    added = saved.added(source)
+    # Files without a row count cannot be judged small: they trigger a refresh.
+    waiting = int(added["num_records"].fill_null(REFRESH_ROWS).sum())
+    if waiting < REFRESH_ROWS and added.height < REFRESH_FILES:
+        return [_steady(source, saved, added, as_ofs)]
+    return _build(source, store, as_ofs, saved=saved, added=added)
+
+
+def _build(
+    source: PositionLog,
+    store: str,
+    as_ofs: list[datetime],
+    *,
+    saved: Checkpoint | None,
+    added: pl.DataFrame,
+) -> list[Answers]:
+    """The answers from rows read anew, and the checkpoint they make: from every file
+    (no `saved` checkpoint), or from `saved` and the files `added` after it (a refresh)."""
+    last = as_ofs[-1]
+    fresh = source.scan(added, seq_start=0 if saved is None else saved.next_seq)
+    if saved is None:
+        rows, files = fresh, source.files["path"]
         newest = source.newest()
         counted = source.files["num_records"].null_count() == 0
-    elif as_ofs[0] < saved.cutoff:  # a backfill: older than the checkpoint can answer
-        files = source.files.filter(pl.col("min_ts").is_null() | (pl.col("min_ts") <= last))
-        return [_sweep(_by_window(source.scan(files, seq_start=0), as_ofs).collect(), as_ofs)]
     else:
-        added = source.files.filter(~pl.col("path").is_in(list(saved.files)))
-        # Files without a row count cannot be judged small: they trigger a refresh.
-        waiting = int(added["num_records"].fill_null(REFRESH_ROWS).sum())
-        if waiting < REFRESH_ROWS and added.height < REFRESH_FILES:
-            return [_steady(source, saved, added, as_ofs)]
-        rows = pl.concat([saved.rows.lazy(), source.scan(added, seq_start=saved.next_seq)])
+        rows = pl.concat([saved.rows.lazy(), fresh])
+        files = pl.concat([saved.files, added["path"]])
         newest, counted = None, False
 
     if newest is None:  # not in the log's statistics: from the rows themselves
@@ -139,28 +189,36 @@ def _sweeps(source: PositionLog, as_ofs: list[datetime]) -> list[Answers]:
     cutoff = last if newest is None else min(newest, max(last, newest - TAIL_HORIZON))
     tail = rows
     if counted:  # read the rows after the cutoff only from files that can hold them
-        files = source.files.filter(pl.col("max_ts").is_null() | (pl.col("max_ts") > cutoff))
-        tail = source.scan(files, seq_start=int(source.files["num_records"].sum()))
+        files_after = source.files.filter(pl.col("max_ts").is_null() | (pl.col("max_ts") > cutoff))
+        tail = source.scan(files_after, seq_start=int(source.files["num_records"].sum()))
     # Times before the cutoff are answered from the rows as read, the others from the
     # checkpoint being built (one row per key, far smaller).
     early = [a for a in as_ofs if a < cutoff]
     late = as_ofs[len(early) :]
-    queries = [_state_and_tail(rows, tail, cutoff)]
+    early_rows = pl.col("timestamp") <= cutoff
+    queries = [
+        bad_rows(fresh),
+        # In key order: what a steady read merges into (see `_sweep`).
+        _latest_with_seq(rows.filter(early_rows), by=POSITION_KEY).sort(POSITION_KEY),
+        # `tail` holds at least every row of `rows` after `cutoff`, numbered after them all.
+        tail.filter(~early_rows),
+    ]
     if early:
         queries.append(_by_window(rows, early))
-    kept, *history = pl.collect_all(queries)
-    fresh = Checkpoint(
-        source_id=source.source_id,
-        version=source.version,
+    summary, state, after, *history = pl.collect_all(queries)
+    raise_bad_rows(source.uri, summary)
+    built = Checkpoint(
+        source=source.at,
         cutoff=cutoff,
         default_account=source.default_account,
-        files=frozenset(source.files["path"].to_list()),
-        rows=kept,
+        files=files,
+        state=state,
+        tail=after,
     )
-    checkpoint.save(store, fresh)
+    checkpoint.save(store, built)
     sweeps = [_sweep(windows, early) for windows in history]
     if late:
-        sweeps.append(_sweep(_by_window(kept.lazy(), late).collect(), late))
+        sweeps.append(_steady(source, built, added.clear(), late))
     return sweeps
 
 
@@ -169,19 +227,14 @@ def _steady(
 ) -> Answers:
     """The answers from a checkpoint and the few files added since, re-judging only the
     keys that have rows after the checkpoint's cutoff."""
-    after = pl.col("timestamp") > saved.cutoff
-    state = saved.rows.filter(~after)  # one row per key
     opened = added.filter(pl.col("min_ts").is_null() | (pl.col("min_ts") <= as_ofs[-1]))
-    candidates = pl.concat(
-        [saved.rows.filter(after), source.read(opened, seq_start=saved.next_seq)]
-    )
-    keys = candidates.select(KEY).unique()
-    judged = pl.concat([state.join(keys, on=KEY, how="semi"), candidates])
-    return _sweep(
-        _by_window(judged.lazy(), as_ofs).collect(),
-        as_ofs,
-        unjudged=state.join(keys, on=KEY, how="anti"),
-    )
+    fresh = source.scan(opened, seq_start=saved.next_seq).collect()
+    raise_bad_rows(source.uri, bad_rows(fresh.lazy()).collect(engine=SMALL))
+    candidates = pl.concat([saved.tail, fresh])
+    keys = candidates.select(POSITION_KEY).unique()
+    judged = pl.concat([saved.state.join(keys, on=POSITION_KEY, how="semi"), candidates])
+    windows = _by_window(judged.lazy(), as_ofs).collect(engine=SMALL)
+    return _sweep(windows, as_ofs, base=saved.state.select(*OUTPUT))
 
 
 def _by_window(rows: pl.LazyFrame, as_ofs: list[datetime]) -> pl.LazyFrame:
@@ -189,41 +242,67 @@ def _by_window(rows: pl.LazyFrame, as_ofs: list[datetime]) -> pl.LazyFrame:
     holds the rows with `a[k-1] < timestamp <= a[k]`, window 0 every row up to `a[0]`."""
     bounds = pl.Series(as_ofs, dtype=OUTPUT["timestamp"])
     windowed = rows.filter(pl.col("timestamp") <= as_ofs[-1]).with_columns(
-        pl.lit(bounds).search_sorted(pl.col("timestamp"), side="left").alias(WINDOW)
+        pl.lit(bounds).search_sorted(pl.col("timestamp"), side="left").alias(AS_OF_WINDOW_COL)
     )
-    return _latest_with_seq(windowed, by=[WINDOW, *KEY])
+    return _latest_with_seq(windowed, by=[AS_OF_WINDOW_COL, *POSITION_KEY])
 
 
 def _sweep(
-    windows: pl.DataFrame, as_ofs: list[datetime], *, unjudged: pl.DataFrame | None = None
+    windows: pl.DataFrame, as_ofs: list[datetime], *, base: pl.DataFrame | None = None
 ) -> Answers:
     """The answer at each of `as_ofs` from `_by_window` over them, in time order.
 
-    `unjudged`: the latest rows of keys absent from `windows`, part of every answer.
+    `base`: one row per key, in key order, each at or before `as_ofs[0]`: every answer is
+    `base` with the rows `windows` gives in place of (or beside) its rows. Sorting only the
+    few rows of `windows` spares a sort of every key per read.
     """
-    rows = windows.select(*OUTPUT, WINDOW)
-    if unjudged is not None:
-        first = pl.lit(0, rows.schema[WINDOW]).alias(WINDOW)
-        rows = pl.concat([unjudged.select(*OUTPUT, first), rows])
     # Sorted, a key's rows are adjacent and keys come in answer order: an answer is a
     # gather of each key's current row, in key order, with no join or sort per step.
-    rows = rows.sort(*KEY, WINDOW)
+    rows = windows.select(*OUTPUT, AS_OF_WINDOW_COL).sort(*POSITION_KEY, AS_OF_WINDOW_COL)
     numbered = rows.select(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
-        (pl.struct(KEY).is_first_distinct().cum_sum() - 1).alias("key"),
-        WINDOW,
+        (pl.struct(POSITION_KEY).is_first_distinct().cum_sum() - 1).alias("key"),
+        AS_OF_WINDOW_COL,
     )
-    changes = numbered.partition_by(WINDOW, as_dict=True, include_key=False)
+    changes = numbered.partition_by(AS_OF_WINDOW_COL, as_dict=True, include_key=False)
     current = pl.repeat(-1, numbered["key"].n_unique(), dtype=pl.Int64, eager=True)  # row per key
     data = rows.select(*OUTPUT)
-    latest = data.clear()
+    latest = data.clear() if base is None else base
+    keys = None if base is None else base.select(pl.struct(POSITION_KEY)).to_series()
     for k, as_of in enumerate(as_ofs):
         if (changed := changes.get((k,))) is not None:
             # Window k's rows are newer than those of earlier windows: they replace them.
             current.scatter(changed["key"], changed["row"])
             latest = data[current.filter(current >= 0)]
+            if base is not None and keys is not None:
+                latest = _overlay(base, keys, latest)
         # A copy: a caller changing an answer in place must not change the next one.
         yield as_of, latest.clone()
+
+
+def _overlay(base: pl.DataFrame, keys: pl.Series, rows: pl.DataFrame) -> pl.DataFrame:
+    """`base` (one row per key, in key order; `keys` its keys as structs) with `rows` (one
+    per key, in key order) in place of its rows of the same keys, and inserted in key order
+    where it has none: a merge by binary search, not a sort, copying `base` once."""
+    wanted = rows.select(pl.struct(POSITION_KEY)).to_series()
+    at = keys.search_sorted(wanted, side="left").cast(pl.Int64)  # base rows before each
+    new = (keys.search_sorted(wanted, side="right").cast(pl.Int64) == at).cast(pl.Int64)
+    # Each row of `rows` lands after the base rows before it and the new rows before it.
+    places = at + new.cum_sum() - new
+    answer = base
+    if new.any():  # the base rows move down past the new rows inserted before them
+        size = base.height
+        before = at.filter(new.cast(pl.Boolean)).search_sorted(
+            pl.int_range(size, eager=True), side="right"
+        )
+        spread = pl.repeat(0, size + new.sum(), dtype=pl.Int64, eager=True)
+        spread.scatter(
+            pl.int_range(size, dtype=pl.Int64, eager=True) + before, pl.int_range(size, eager=True)
+        )
+        answer = base[spread]
+    columns = answer.get_columns()
+    del answer  # then a gathered column is written in place, not copied again
+    return pl.DataFrame([c.scatter(places, rows[c.name]) for c in columns])
 
 
 def _latest_with_seq(rows: pl.LazyFrame, *, by: list[str]) -> pl.LazyFrame:
@@ -233,12 +312,3 @@ def _latest_with_seq(rows: pl.LazyFrame, *, by: list[str]) -> pl.LazyFrame:
         # Ties only come from other writers: the row written last wins.
         .filter(pl.col(SEQ) == pl.col(SEQ).max().over(by))
     )
-
-
-def _state_and_tail(rows: pl.LazyFrame, tail: pl.LazyFrame, cutoff: datetime) -> pl.LazyFrame:
-    """A checkpoint's rows: the latest per key up to `cutoff`, then every row after it.
-
-    `tail` holds at least every row of `rows` after `cutoff`, numbered after all of them.
-    """
-    early = pl.col("timestamp") <= cutoff
-    return pl.concat([_latest_with_seq(rows.filter(early), by=KEY), tail.filter(~early)])

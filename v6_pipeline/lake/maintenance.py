@@ -2,8 +2,10 @@
 
 Appends and per-window overwrites leave many small files; compaction rewrites them into
 few (per partition), vacuum deletes files no current version needs once they are older
-than the retention. Compacting `position_updates` invalidates `read_latest`'s checkpoint:
-the next read rebuilds it once.
+than the retention, and a Delta log checkpoint is written so that opening the table reads
+no long tail of commits (tables created elsewhere get the project's `PROPERTIES`, so every
+writer checkpoints from then on). Compacting `position_updates` invalidates
+`read_latest`'s checkpoint: the next read rebuilds it once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import date
 from deltalake import DeltaTable
 
 from v6_pipeline.lake.schemas import WINDOW_DATE
-from v6_pipeline.lake.tables import try_open
+from v6_pipeline.lake.tables import PROPERTIES, try_open
 
 # Delta's own default: readers slower than this may miss files a vacuum deleted.
 DEFAULT_RETENTION_HOURS = 168
@@ -33,8 +35,10 @@ def maintain_table(
     *,
     retention_hours: int = DEFAULT_RETENTION_HOURS,
     since: date | None = None,
+    compact: bool = True,
 ) -> TableMaintenance | None:
-    """Compact then vacuum one table; None when it does not exist.
+    """Compact (unless `compact` is false) and vacuum one table, give it the project's
+    `PROPERTIES` and write a Delta log checkpoint; None when it does not exist.
 
     `since` limits compaction to date partitions from that day on (tables partitioned by
     `window_date`), so a daily run rewrites only recent files.
@@ -47,12 +51,17 @@ def maintain_table(
         if since is not None and WINDOW_DATE.name in partitions
         else None
     )
-    metrics = table.optimize.compact(partition_filters=filters)
+    metrics = table.optimize.compact(partition_filters=filters) if compact else {}
+    vacuumed = _vacuum(table, retention_hours)
+    configuration = table.metadata().configuration
+    if any(configuration.get(k) != v for k, v in PROPERTIES.items()):
+        table.alter.set_table_properties(PROPERTIES)
+    table.create_checkpoint()
     return TableMaintenance(
         table_uri=table_uri,
         files_removed=int(metrics.get("numFilesRemoved", 0)),
         files_added=int(metrics.get("numFilesAdded", 0)),
-        files_vacuumed=len(_vacuum(table, retention_hours)),
+        files_vacuumed=len(vacuumed),
     )
 
 

@@ -8,6 +8,7 @@ POSITION_UPDATES = "position_updates"
 IB_POSITION_SNAPSHOTS = "ib_position_snapshots"
 IB_SNAPSHOT_LOG = "ib_snapshot_log"
 POSITION_DISCREPANCIES = "position_discrepancies"
+DELTA_LATEST_POSITIONS = "delta_latest_positions"
 # Derived state the lake keeps for itself (read_latest checkpoints), apart from the tables.
 CHECKPOINTS = "_v6_checkpoints"
 

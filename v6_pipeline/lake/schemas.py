@@ -86,9 +86,23 @@ IB_SNAPSHOT_LOG = pa.schema(
 WINDOW_DATE = pa.field("window_date", pa.date32(), nullable=False)
 WINDOW_PARTITION_BY = [WINDOW_DATE.name]
 
-# `read_latest`'s checkpoint (one small Delta table per `position_updates`): the rows it
-# keeps (`conid` set) with their write order `_seq`, the data files it has seen (`_file`
-# set) and one header row (`_source_version` set).
+# The Delta latest positions each window was judged against: `read_latest` as of the
+# window's snapshot (`as_of` = its `taken_at`), one row per (account, conid).
+DELTA_LATEST_POSITIONS = pa.schema(
+    [
+        pa.field("window_start", UTC_US, nullable=False),
+        pa.field("as_of", UTC_US, nullable=False),
+        *(
+            field.with_nullable(False) if field.name == "account" else field
+            for field in POSITION_UPDATES
+        ),
+    ]
+)
+
+# `read_latest`'s checkpoint (one small Delta table per `position_updates`), in this
+# order: the rows it keeps (its state, then its tail) with their write order `_seq`, the
+# data files it has seen (`_file`), and a header row describing the table at that version
+# and counting the parts before it.
 CHECKPOINT = pa.schema(
     [
         *(field.with_nullable(True) for field in POSITION_UPDATES),
@@ -96,8 +110,13 @@ CHECKPOINT = pa.schema(
         pa.field("_file", pa.string()),
         pa.field("_source_version", pa.int64()),
         pa.field("_source_id", pa.string()),
+        pa.field("_source_commit", pa.string()),  # digest of the version's commit file
+        pa.field("_source_schema", pa.string()),  # the Delta schema, as JSON
+        pa.field("_source_partitions", pa.string()),  # partition columns, as a JSON list
         pa.field("_cutoff", UTC_US),
         pa.field("_default_account", pa.string()),
+        pa.field("_state_rows", pa.int64()),
+        pa.field("_tail_rows", pa.int64()),
     ]
 )
 

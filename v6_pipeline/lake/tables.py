@@ -7,6 +7,15 @@ from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 from v6_pipeline.lake.errors import TableNotFoundError
 
+# Set on every table the project creates. A Delta log checkpoint every few commits, with
+# file statistics stored as structs (not one JSON string per file to parse): opening a
+# table then reads one checkpoint and at most this many commits. Any delta-rs writer
+# honours these (its post-commit hook); `maintain_table` sets them on older tables.
+PROPERTIES = {
+    "delta.checkpointInterval": "10",
+    "delta.checkpoint.writeStatsAsStruct": "true",
+}
+
 
 def open_table(uri: str, *, hint: str) -> DeltaTable:
     try:
@@ -21,3 +30,9 @@ def try_open(uri: str) -> DeltaTable | None:
         return DeltaTable(uri)
     except DeltaTableNotFound:
         return None
+
+
+def require(uri: str, *, hint: str) -> None:
+    """Raise `TableNotFoundError` unless a Delta table is at `uri`; creates nothing."""
+    if not DeltaTable.is_deltatable(uri):
+        raise TableNotFoundError(uri, hint=hint)

@@ -9,11 +9,13 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from v6_pipeline.lake import schemas
-from v6_pipeline.lake.errors import BadRowsError, LakeSchemaError
-from v6_pipeline.lake.source import STATS_PRECISION
-from v6_pipeline.lake.tables import try_open
+from v6_pipeline.lake.errors import LakeSchemaError
+from v6_pipeline.lake.source import STATS_PRECISION, bad_rows, raise_bad_rows
+from v6_pipeline.lake.tables import PROPERTIES, try_open
 
-KEY = ("account", "conid", "timestamp")
+FIX_HINT = "fix them before writing (nothing was written)"
+# What identifies an update: a row with the same replaces it.
+UPDATE_KEY = ("account", "conid", "timestamp")
 
 
 def create_position_updates(table_uri: str) -> bool:
@@ -25,6 +27,7 @@ def create_position_updates(table_uri: str) -> bool:
         schema=schemas.POSITION_UPDATES,
         partition_by=schemas.POSITION_UPDATES_PARTITION_BY,
         mode="ignore",
+        configuration=PROPERTIES,
     )
     return True
 
@@ -32,7 +35,9 @@ def create_position_updates(table_uri: str) -> bool:
 def append_position_updates(table_uri: str, frame: pl.DataFrame) -> None:
     """Add rows; a row with the (account, conid, timestamp) of a stored one replaces it.
 
-    Replaying the same batch is a no-op in content, so a writer may retry freely.
+    Replaying the same batch is a no-op in content, so a writer may retry freely. Rows a
+    reader would refuse (a null key, a non-finite position) are refused, and nothing is
+    written.
     """
     rows = _conform(table_uri, frame)
     if rows.height == 0:
@@ -70,13 +75,10 @@ def _conform(table_uri: str, frame: pl.DataFrame) -> pl.DataFrame:
     for column in ("account", *schemas.POSITION_UPDATES_REQUIRED):
         if column not in frame.columns:
             raise LakeSchemaError(f"rows for {table_uri}", column, "is missing")
-        if count := frame[column].null_count():
-            raise BadRowsError(
-                f"rows for {table_uri}", column, count, hint="fill it before writing"
-            )
     rows = frame.select(
         pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
         for name, dtype in target.items()
     )
+    raise_bad_rows(f"rows for {table_uri}", bad_rows(rows.lazy()).collect(), hint=FIX_HINT)
     # Within one batch too, the row given last wins.
-    return rows.unique(subset=list(KEY), keep="last", maintain_order=True)
+    return rows.unique(subset=list(UPDATE_KEY), keep="last", maintain_order=True)

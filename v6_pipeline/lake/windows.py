@@ -1,7 +1,8 @@
-"""Per-window tables (`ib_position_snapshots`, `position_discrepancies`, `ib_snapshot_log`).
+"""Per-window tables (`ib_position_snapshots`, `ib_snapshot_log`, `delta_latest_positions`,
+`position_discrepancies`).
 
-A window's rows are replaced in one Delta commit by a predicate overwrite on its
-`window_start` (and its date partition, so only that day's files are looked at):
+A window's rows, or a range's, are replaced in one Delta commit by a predicate overwrite
+on their `window_start`s (and date partitions, so only those days' files are looked at):
 re-materializing a window never duplicates rows and leaves other windows' rows as they
 were. The tables are partitioned by the UTC date of the window, not by window.
 """
@@ -16,8 +17,10 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from v6_pipeline.lake.schemas import WINDOW_DATE, WINDOW_PARTITION_BY
-from v6_pipeline.lake.tables import try_open
+from v6_pipeline.lake.tables import PROPERTIES, try_open
 from v6_pipeline.lake.times import as_utc
+
+WINDOW_START = pl.Datetime("us", "UTC")
 
 
 def write_window(
@@ -29,15 +32,38 @@ def write_window(
     `window_start` (filled in; when present it must be this window). An empty frame clears
     the window.
     """
-    window_start = as_utc(window_start, "window_start")
-    data = _conform(frame, window_start=window_start, schema=schema)
-    day = window_start.date().isoformat()
+    write_windows(table_uri, frame, window_starts=[window_start], schema=schema)
+
+
+def write_windows(
+    table_uri: str, frame: pl.DataFrame, *, window_starts: Sequence[datetime], schema: pa.Schema
+) -> None:
+    """Replace the rows of every window of `window_starts` with `frame`, in one commit (a
+    range written window by window would be 288 commits a day).
+
+    As `write_window`; `frame` holds the rows of all these windows, told apart by its
+    `window_start` column (which may be left out only for a single window). A window
+    without rows in `frame` is cleared; windows not in `window_starts` are left as they were.
+    """
+    starts = sorted({as_utc(w, "window_start") for w in window_starts})
+    if not starts:
+        if not frame.is_empty():
+            raise ValueError(f"{frame.height} row(s) for no window: pass their window_starts")
+        return
+    data = _conform(frame, window_starts=starts, schema=schema)
+    days = ", ".join(f"'{d.isoformat()}'" for d in sorted({w.date() for w in starts}))
+    windows = ", ".join(f"'{w.isoformat()}'" for w in starts)
     write_deltalake(
         table_uri,
         data,
         mode="overwrite",
         partition_by=WINDOW_PARTITION_BY,
-        predicate=(f"{WINDOW_DATE.name} = '{day}' AND window_start = '{window_start.isoformat()}'"),
+        # The dates prune the partitions, the bounds the files within them (statistics).
+        predicate=(
+            f"{WINDOW_DATE.name} IN ({days}) AND window_start >= '{starts[0].isoformat()}' "
+            f"AND window_start <= '{starts[-1].isoformat()}' AND window_start IN ({windows})"
+        ),
+        configuration=PROPERTIES,
     )
 
 
@@ -76,21 +102,23 @@ def read_windows(
     }
 
 
-def _conform(frame: pl.DataFrame, *, window_start: datetime, schema: pa.Schema) -> pa.Table:
-    if "window_start" in frame.columns:
-        others = frame.filter(pl.col("window_start") != window_start).height
-        if others:
-            raise ValueError(
-                f"{others} row(s) belong to another window than {window_start.isoformat()}"
-            )
-    else:
-        frame = frame.with_columns(window_start=pl.lit(window_start))
+def _conform(frame: pl.DataFrame, *, window_starts: list[datetime], schema: pa.Schema) -> pa.Table:
+    if "window_start" not in frame.columns:
+        if len(window_starts) != 1 and not frame.is_empty():
+            raise ValueError("the frame lacks a `window_start` column to tell its windows apart")
+        frame = frame.with_columns(window_start=pl.lit(window_starts[0], WINDOW_START))
+    start = pl.col("window_start").cast(WINDOW_START)
+    known = pl.Series(window_starts, dtype=WINDOW_START).implode()
+    if others := frame.filter(start.is_null() | ~start.is_in(known)).height:
+        shown = ", ".join(w.isoformat() for w in window_starts[:3])
+        more = f" and {len(window_starts) - 3} more" if len(window_starts) > 3 else ""
+        raise ValueError(f"{others} row(s) belong to another window than {shown}{more}")
     missing = [f.name for f in schema if f.name not in frame.columns and not f.nullable]
     if missing:
         raise ValueError(f"the frame lacks required column(s) {', '.join(missing)}")
     full = schema.append(WINDOW_DATE)
     types = pl.from_arrow(full.empty_table()).schema  # type: ignore[union-attr]
-    frame = frame.with_columns(pl.lit(window_start.date()).alias(WINDOW_DATE.name))
+    frame = frame.with_columns(start.dt.date().alias(WINDOW_DATE.name))
     return (
         frame.select(
             pl.col(n).cast(t) if n in frame.columns else pl.lit(None, t).alias(n)

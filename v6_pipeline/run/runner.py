@@ -11,10 +11,12 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
-from v6_pipeline.defs.assets import IB_POOL, NAKED_CHECK
+from v6_pipeline.defs.assets import IB_POOL
+from v6_pipeline.defs.checks import NAKED_CHECK
 from v6_pipeline.defs.jobs import reconciliation_job
 from v6_pipeline.defs.partitions import validate_key, window_start
 from v6_pipeline.defs.resources import LakeResource
+from v6_pipeline.run.failures import step_failures
 from v6_pipeline.run.liveness import wait_for_pool, worker_tags
 
 EXIT_OK, EXIT_FAILED, EXIT_CRITICAL = 0, 1, 2
@@ -54,10 +56,12 @@ def run_windows(
     process died are reaped first; a live run holding the IB pool slot is waited for at
     most `slot_wait_s` (`PoolBusyError` then names it).
     """
-    keys = (validate_key(first), validate_key(last or first))
+    job = defs.resolve_job_def(reconciliation_job.name)
+    windows = job.partitions_def
+    assert isinstance(windows, dg.TimeWindowPartitionsDefinition)
+    keys = (validate_key(first, windows), validate_key(last or first, windows))
     if window_start(keys[1]) < window_start(keys[0]):
         raise ValueError(f"the range {keys[0]}..{keys[1]} ends before it starts")
-    job = defs.resolve_job_def(reconciliation_job.name)
     wait_for_pool(instance, IB_POOL, job_name=job.name, deadline_s=slot_wait_s)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if keys[0] == keys[1]:
@@ -79,18 +83,17 @@ def run_windows(
                 "dagster/asset_partition_range_end": keys[1],
             },
         )
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    failures = [
-        _failure_text(event)
-        for event in result.all_events
-        if event.is_step_failure and not _is_check_failure(event)
-    ]
+    naked = [e.passed for e in result.get_asset_check_evaluations() if e.check_name == NAKED_CHECK]
+    failures = [f.message for f in step_failures(result.all_events)]
     lake = defs.resources["lake"]
     assert isinstance(lake, LakeResource)
     lake = lake.process_config_and_initialize()  # resolves EnvVar settings
     store = lake.get_lake()
     found = store.read_discrepancies_of(
-        window_starts=[window_start(key) for key in _keys_between(defs, *keys)]
+        window_starts=[
+            window_start(key)
+            for key in windows.get_partition_keys_in_range(dg.PartitionKeyRange(*keys))
+        ]
     )
     found = found.sort(
         [pl.col("severity") == "critical", "window_start", "type", "account", "conid"],
@@ -100,33 +103,8 @@ def run_windows(
         keys=keys,
         run_id=result.run_id,
         success=result.success,
-        naked_check_passed=checks.get(NAKED_CHECK),
+        naked_check_passed=all(naked) if naked else None,
         failure=failures[0] if failures else None,
         discrepancies=found,
         lake_dir=lake.lake_dir,
     )
-
-
-def _keys_between(defs: dg.Definitions, first: str, last: str) -> list[str]:
-    partitions = defs.resolve_job_def(reconciliation_job.name).partitions_def
-    assert partitions is not None
-    return list(partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
-
-
-def _is_check_failure(event: dg.DagsterEvent) -> bool:
-    error = event.step_failure_data.error
-    return error is not None and error.cls_name == "DagsterAssetCheckFailedError"
-
-
-def _failure_text(event: dg.DagsterEvent) -> str:
-    """The failing step's own sentence: a `dg.Failure`'s description, else the innermost
-    cause's message (not Dagster's "Error occurred while executing op" wrapper)."""
-    data = event.step_failure_data
-    if data.user_failure_data is not None and data.user_failure_data.description:
-        return data.user_failure_data.description
-    error = data.error
-    if error is None:
-        return "the step failed"
-    while error.cause is not None:
-        error = error.cause
-    return error.message.strip()

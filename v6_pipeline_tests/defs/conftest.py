@@ -12,7 +12,12 @@ import pytest
 
 from v6_pipeline.definitions import build_defs
 from v6_pipeline.defs.partitions import last_closed_window, window_key
-from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
+from v6_pipeline.defs.resources import (
+    AlertsResource,
+    IBGatewayResource,
+    LakeResource,
+    ReconciliationSettings,
+)
 from v6_pipeline.demo.book import DEMO_STALE_AFTER_S, demo_position_updates
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.lake.lake import Lake
@@ -48,6 +53,7 @@ def pipeline(tmp_path: Path, demo_gateway: GatewayThread, instance: dg.DagsterIn
             "ib": IBGatewayResource(port=demo_gateway.port, timeout_s="2"),
             "lake": LakeResource(lake_dir=str(lake_dir)),
             "settings": ReconciliationSettings(stale_after_s=str(DEMO_STALE_AFTER_S)),
+            "alerts": AlertsResource(),
         }
     )
     lake = Lake(lake_dir)

@@ -19,7 +19,6 @@ from v6_pipeline.defs.partitions import (
     partitions_start,
     validate_key,
     window_key,
-    window_partitions,
 )
 from v6_pipeline.defs.resources import ReconciliationSettings, resources_from_env
 from v6_pipeline.defs.schedules import reconciliation_schedule
@@ -28,6 +27,7 @@ ASSETS = {"ib_position_snapshot", "delta_latest_positions", "position_discrepanc
 
 
 defs = load_defs()
+window_partitions = defs.resolve_job_def("reconciliation_job").partitions_def
 
 
 def test_defs_load_and_name_what_users_rely_on() -> None:
@@ -46,6 +46,7 @@ def test_defs_load_and_name_what_users_rely_on() -> None:
         "no_positions_missing_from_delta",
         "positions_match_ib",
         "positions_are_fresh",
+        "delta_accounts_are_managed",
     }
     naked = graph.get_check_spec(checks["no_naked_positions"])
     assert naked.blocking
@@ -97,6 +98,17 @@ class TestSchedule:
         assert isinstance(result, dg.SkipReason)
         assert "still in flight" in result.skip_message
 
+    def test_a_backfill_in_flight_does_not_cost_the_live_window(self) -> None:
+        job = defs.resolve_job_def("reconciliation_job")
+        with dg.instance_for_test() as instance:
+            instance.create_run_for_job(
+                job, status=dg.DagsterRunStatus.STARTED, tags={"dagster/backfill": "abc"}
+            )
+            context = dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=datetime.now(UTC)
+            )
+            assert isinstance(reconciliation_schedule(context), dg.RunRequest)
+
     def test_a_finished_run_does_not_block(self) -> None:
         job = defs.resolve_job_def("reconciliation_job")
         with dg.instance_for_test() as instance:
@@ -125,15 +137,19 @@ class TestPartitions:
 
     def test_keys_are_validated_where_users_type_them(self) -> None:
         newest = window_key(last_closed_window(datetime.now(UTC)))
-        assert validate_key(newest) == newest
+        assert validate_key(newest, window_partitions) == newest
         with pytest.raises(ValueError, match="not a window key"):
-            validate_key("2026-11-25 14:05")
+            validate_key("2026-11-25 14:05", window_partitions)
         with pytest.raises(ValueError, match="5-minute boundary"):
-            validate_key(newest[:-1] + "1" if newest[-1] != "1" else newest[:-1] + "2")
+            validate_key(
+                newest[:-1] + "1" if newest[-1] != "1" else newest[:-1] + "2", window_partitions
+            )
         with pytest.raises(ValueError, match="has not closed yet"):
-            validate_key(window_key(last_closed_window(datetime.now(UTC)) + 2 * WINDOW))
+            validate_key(
+                window_key(last_closed_window(datetime.now(UTC)) + 2 * WINDOW), window_partitions
+            )
         with pytest.raises(ValueError, match="before the first partition"):
-            validate_key("2001-01-01-00:00")
+            validate_key("2001-01-01-00:00", window_partitions)
 
 
 class TestSettings:

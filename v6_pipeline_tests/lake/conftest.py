@@ -10,6 +10,7 @@ import pytest
 from deltalake import write_deltalake
 
 from v6_pipeline.lake import schemas
+from v6_pipeline_tests.lake.support import brute_force
 
 T0 = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
 
@@ -71,19 +72,6 @@ def append(updates_uri: str, rows: Rows) -> Append:
         )
 
     return write
-
-
-def brute_force(uri: str, as_of: datetime) -> pl.DataFrame:
-    """The answer by reading everything: the reference `read_latest` must equal."""
-    return (
-        pl.read_delta(uri)
-        .filter(pl.col("timestamp") <= as_of)
-        .sort("timestamp", maintain_order=True)
-        .group_by("account", "conid", maintain_order=True)
-        .last()
-        .select(schemas.polars_schema(schemas.POSITION_UPDATES).names())
-        .sort("account", "conid")
-    )
 
 
 @pytest.fixture

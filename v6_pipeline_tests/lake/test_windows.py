@@ -8,8 +8,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from v6_pipeline.lake import schemas
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake, schemas
 from v6_pipeline.lake.windows import read_window, write_window
 
 
@@ -106,3 +105,94 @@ def test_a_missing_column_is_named(tmp_path, minute):
 def test_naive_window_start_is_refused(tmp_path, minute):
     with pytest.raises(ValueError, match="timezone-aware"):
         Lake(tmp_path).read_discrepancies(window_start=minute(0).replace(tzinfo=None))
+
+
+def judged(windows: list, conids: list[list[int]]) -> pl.DataFrame:
+    """Discrepancy rows of several windows, told apart by `window_start`."""
+    return pl.concat(
+        discrepancies(w, c).with_columns(window_start=pl.lit(w, pl.Datetime("us", "UTC")))
+        for w, c in zip(windows, conids, strict=True)
+    )
+
+
+def stored(lake: Lake) -> pl.DataFrame:
+    return pl.read_delta(lake.uri("position_discrepancies")).sort("window_start", "conid")
+
+
+def test_a_range_write_is_one_commit_equal_to_writing_window_by_window(tmp_path, minute):
+    windows = [minute(0), minute(5), minute(10), minute(60 * 24)]  # over two UTC dates
+    frame = judged(windows, [[1, 2], [], [3], [4, 5]])  # one window judged clean
+    by_range, by_window = Lake(tmp_path / "range"), Lake(tmp_path / "window")
+
+    by_range.write_discrepancies_of(frame, window_starts=windows)
+    for w in windows:
+        by_window.write_discrepancies(frame.filter(pl.col("window_start") == w), window_start=w)
+
+    assert stored(by_range).equals(stored(by_window))
+    assert DeltaTable(by_range.uri("position_discrepancies")).version() == 0
+
+
+def test_a_range_write_leaves_other_windows_untouched(tmp_path, minute):
+    lake = Lake(tmp_path)
+    windows = [minute(m) for m in range(0, 25, 5)]
+    lake.write_discrepancies_of(judged(windows, [[m] for m in range(5)]), window_starts=windows)
+    before = stored(lake)
+    rewritten = [windows[1], windows[3]]  # not contiguous: windows[2] lies between
+
+    lake.write_discrepancies_of(judged(rewritten, [[71, 72], [73]]), window_starts=rewritten)
+    lake.write_discrepancies_of(judged(rewritten, [[71, 72], [73]]), window_starts=rewritten)
+
+    after = stored(lake)
+    is_rewritten = pl.col("window_start").is_in(rewritten)
+    assert after.filter(~is_rewritten).equals(before.filter(~is_rewritten))
+    assert after.filter(is_rewritten)["conid"].to_list() == [71, 72, 73]  # once: idempotent
+
+
+def test_an_empty_frame_clears_the_range(tmp_path, minute):
+    lake = Lake(tmp_path)
+    windows = [minute(0), minute(5), minute(10)]
+    lake.write_discrepancies_of(judged(windows, [[1], [2], [3]]), window_starts=windows)
+
+    lake.write_discrepancies_of(judged(windows, [[], [], []]), window_starts=windows[:2])
+
+    assert stored(lake)["conid"].to_list() == [3]
+
+
+def test_range_rows_must_belong_to_the_range(tmp_path, minute):
+    lake = Lake(tmp_path)
+    frame = judged([minute(0), minute(5)], [[1], [2]])
+    with pytest.raises(ValueError, match="1 row\\(s\\) belong to another window"):
+        lake.write_discrepancies_of(frame, window_starts=[minute(0), minute(10)])
+    with pytest.raises(ValueError, match="lacks a `window_start` column"):
+        lake.write_discrepancies_of(
+            frame.drop("window_start"), window_starts=[minute(0), minute(5)]
+        )
+    assert not DeltaTable.is_deltatable(lake.uri("position_discrepancies"))
+
+
+def test_delta_latest_positions_round_trip_per_window(tmp_path, minute, rows):
+    lake = Lake(tmp_path)
+    windows = [minute(0), minute(5), minute(10)]
+    latest = {
+        windows[0]: rows([("A", 1, 5, 0), ("A", 2, 1, 0)]),
+        windows[2]: rows([("A", 1, 6, 7)]),
+    }  # windows[1]: an empty book
+    frame = pl.concat(
+        f.with_columns(
+            window_start=pl.lit(w, pl.Datetime("us", "UTC")),
+            as_of=pl.lit(w + timedelta(minutes=5, seconds=3), pl.Datetime("us", "UTC")),
+        )
+        for w, f in latest.items()
+    )
+
+    lake.write_delta_latest_of(frame, window_starts=windows)
+    got = lake.read_delta_latest_of(window_starts=list(reversed(windows)))
+
+    assert list(got) == windows
+    assert got[windows[1]].is_empty()
+    assert got[windows[1]].schema == schemas.polars_schema(schemas.DELTA_LATEST_POSITIONS)
+    for w, f in latest.items():
+        assert got[w].drop("window_start", "as_of").sort("conid").equals(f)
+        assert got[w]["as_of"].to_list() == [w + timedelta(minutes=5, seconds=3)] * f.height
+    table = DeltaTable(lake.uri("delta_latest_positions"))
+    assert table.metadata().partition_columns == ["window_date"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from v6_pipeline.lake import TornSnapshotError, schemas
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake, TornSnapshotError, schemas
 from v6_pipeline.lake.windows import write_window
 
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 import pytest
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
-from v6_pipeline.lake import BadRowsError, LakeSchemaError, TableNotFoundError, read_latest
+from v6_pipeline.lake import (
+    BadRowsError,
+    Lake,
+    LakeSchemaError,
+    TableNotFoundError,
+    iter_latest,
+    read_latest,
+)
+from v6_pipeline.lake.updates import append_position_updates
 
 
 def test_missing_table_names_the_path_and_how_to_create_it(tmp_path, minute):
@@ -45,10 +55,18 @@ def test_nulls_in_key_columns_are_counted(updates_uri, rows, minute, column, sta
     config = None if stats else {"delta.dataSkippingNumIndexedCols": "0"}
     write_deltalake(updates_uri, frame.to_arrow(), configuration=config)
 
-    with pytest.raises(BadRowsError, match=f"3 row\\(s\\) with a null `{column}`") as caught:
+    with pytest.raises(
+        BadRowsError, match=f"3 row\\(s\\) with a null `{column}` \\(e.g. "
+    ) as caught:
         read_latest(updates_uri, as_of=minute(10))
     assert updates_uri in str(caught.value)
     assert (caught.value.column, caught.value.count) == (column, 3)
+    # The example is one of the bad rows, by its key (which may hold the null itself).
+    assert caught.value.example == {
+        "account": None if column == "account" else "A",
+        "conid": None if column == "conid" else 0,
+        "timestamp": None if column == "timestamp" else minute(0),
+    }
 
 
 def test_nulls_arriving_after_the_checkpoint_are_counted(updates_uri, rows, minute):
@@ -78,3 +96,67 @@ def test_tables_with_deletion_vectors_are_refused(updates_uri, rows, minute):
     )
     with pytest.raises(LakeSchemaError, match="deletion vectors"):
         read_latest(updates_uri, as_of=minute(0))
+
+
+def test_requiring_a_missing_table_names_it_and_creates_nothing(tmp_path):
+    lake_dir = tmp_path / "mistyped" / "lake"
+    lake = Lake(lake_dir)
+    with pytest.raises(TableNotFoundError, match="v6 lake init") as caught:
+        lake.require_position_updates()
+    assert lake.uri("position_updates") in str(caught.value)
+    assert not (tmp_path / "mistyped").exists()
+    lake.create_position_updates()
+    lake.require_position_updates()
+
+
+NON_FINITE = pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+
+
+@NON_FINITE
+@pytest.mark.parametrize("read", ["first", "steady", "backfill", "many"])
+def test_non_finite_positions_are_bad_rows(updates_uri, append, minute, value, read):
+    good = [("A", 1, 5, 0), ("A", 2, 1, 1), ("A", 2, 2, 20)]
+    bad = [("B", 7, value, 3), ("B", 7, value, 4)]  # late rows, in one file
+    if read == "first":
+        append(good + bad)
+    else:
+        append(good)
+        read_latest(updates_uri, as_of=minute(30))  # the checkpoint, cut near minute 20
+        append(bad)
+    as_of = minute(5) if read == "backfill" else minute(30)
+
+    def reading() -> object:
+        if read == "many":  # raised on the call, before any answer is asked for
+            return iter_latest(updates_uri, as_ofs=[minute(25), as_of])
+        return read_latest(updates_uri, as_of=as_of)
+
+    with pytest.raises(BadRowsError) as caught:
+        reading()
+
+    error = caught.value
+    assert (error.table_uri, error.column, error.count) == (updates_uri, "position", 2)
+    assert error.example == {"account": "B", "conid": 7, "timestamp": minute(3)}
+    assert str(error) == (
+        f"{updates_uri}: 2 row(s) with a non-finite `position` (e.g. account B, conid 7, "
+        f"timestamp {minute(3).isoformat()}); repair these rows in the table (nothing is "
+        "dropped silently)"
+    )
+
+
+@NON_FINITE
+def test_the_writer_refuses_non_finite_positions_and_writes_nothing(
+    updates_uri, rows, minute, value
+):
+    append_position_updates(updates_uri, rows([("A", 1, 5, 0)]))
+    version = DeltaTable(updates_uri).version()
+    batch = rows([("A", 2, 1, 1), ("B", 3, value, 2)])
+
+    with pytest.raises(BadRowsError) as caught:
+        append_position_updates(updates_uri, batch)
+
+    assert str(caught.value) == (
+        f"rows for {updates_uri}: 1 row(s) with a non-finite `position` (e.g. account B, "
+        f"conid 3, timestamp {minute(2).isoformat()}); fix them before writing (nothing was "
+        "written)"
+    )
+    assert DeltaTable(updates_uri).version() == version

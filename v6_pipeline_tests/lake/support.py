@@ -1,10 +1,11 @@
-"""Shared by the randomized read tests: generated history rows as `position_updates`."""
+"""Shared by the lake tests: generated history rows, and the answer by brute force."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+from deltalake import DeltaTable
 
 from v6_pipeline.lake import schemas
 
@@ -30,3 +31,18 @@ def history_frame(
         pl.col(n).cast(t) if n in _GIVEN else pl.lit(None, t).alias(n) for n, t in COLUMNS.items()
     )
     return full.drop("account", "sec_type") if legacy else full
+
+
+def brute_force(uri: str, as_of: datetime) -> pl.DataFrame:
+    """The answer by reading everything: the reference `read_latest` must equal."""
+    if not DeltaTable(uri).file_uris():
+        return pl.DataFrame(schema=COLUMNS)
+    return (
+        pl.read_delta(uri)
+        .filter(pl.col("timestamp") <= as_of)
+        .sort("timestamp", maintain_order=True)
+        .group_by("account", "conid", maintain_order=True)
+        .last()
+        .select(COLUMNS.names())
+        .sort("account", "conid")
+    )

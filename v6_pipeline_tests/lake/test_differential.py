@@ -9,18 +9,17 @@ refreshes happen at random points.
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
-import polars as pl
 from deltalake import DeltaTable, write_deltalake
-from history_support import COLUMNS, T0, history_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from v6_pipeline.lake import latest, read_latest, schemas
 from v6_pipeline.lake.updates import append_position_updates
+from v6_pipeline_tests.lake.support import T0, brute_force, history_frame
 
 row = st.tuples(
     st.sampled_from(["DU1", "DU2"]),  # account
@@ -36,20 +35,6 @@ step = st.one_of(
     st.tuples(st.just("compact"), st.none()),
     st.tuples(st.just("delete"), st.tuples(st.integers(1, 5), st.integers(0, 60))),
 )
-
-
-def full_read(uri: str, as_of: datetime) -> pl.DataFrame:
-    if not DeltaTable(uri).file_uris():
-        return pl.DataFrame(schema=COLUMNS)
-    return (
-        pl.read_delta(uri)
-        .filter(pl.col("timestamp") <= as_of)
-        .sort("timestamp")
-        .group_by("account", "conid")
-        .last()
-        .select(COLUMNS.names())
-        .sort("account", "conid")
-    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -91,4 +76,4 @@ def test_read_latest_equals_a_full_read(steps, refresh_rows, tail_minutes):
                 DeltaTable(uri).delete(f"conid = {conid} AND timestamp >= '{since}'")
             else:
                 as_of = T0 + timedelta(minutes=arg)
-                assert read_latest(uri, as_of=as_of).equals(full_read(uri, as_of))
+                assert read_latest(uri, as_of=as_of).equals(brute_force(uri, as_of))

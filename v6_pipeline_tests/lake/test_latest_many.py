@@ -14,12 +14,12 @@ from unittest import mock
 import polars as pl
 import pytest
 from deltalake import DeltaTable, write_deltalake
-from history_support import COLUMNS, T0, history_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from v6_pipeline.lake import (
     BadRowsError,
+    Lake,
     TableNotFoundError,
     checkpoint,
     iter_latest,
@@ -27,10 +27,10 @@ from v6_pipeline.lake import (
     read_latest,
     read_latest_many,
 )
-from v6_pipeline.lake.lake import Lake
 from v6_pipeline.lake.paths import checkpoint_uri
 from v6_pipeline.lake.source import STATS_PRECISION, PositionLog
 from v6_pipeline.lake.updates import append_position_updates
+from v6_pipeline_tests.lake.support import COLUMNS, T0, history_frame
 
 LEGACY_ACCOUNT = "DU9"
 Expected = Callable[[str, datetime], pl.DataFrame]
@@ -146,7 +146,7 @@ def test_answers_around_a_checkpoint(updates_uri, history, minute, expected, mon
     assert wrong_answers(updates_uri, got, as_ofs, expected) == []
     after = checkpoint.load(checkpoint_uri(updates_uri))
     assert after is not None
-    assert (after.version, after.cutoff) == (saved.version, saved.cutoff)
+    assert (after.source, after.cutoff) == (saved.source, saved.cutoff)
 
 
 def test_without_a_checkpoint_one_is_built_as_for_the_latest_time(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import polars as pl
 from deltalake import DeltaTable
 
-from v6_pipeline.lake import checkpoint, command, read_latest
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake, checkpoint, command, latest, read_latest
 from v6_pipeline.lake.paths import checkpoint_uri
+from v6_pipeline.lake.tables import PROPERTIES
 
 
 def test_maintain_compacts_vacuums_and_keeps_answers(tmp_path, append, minute, expected):
@@ -46,7 +48,7 @@ def test_maintain_compacts_vacuums_and_keeps_answers(tmp_path, append, minute, e
     # The checkpoint was rebuilt against the compacted files, ready for the next run.
     saved = checkpoint.load(checkpoint_uri(updates))
     assert saved is not None
-    assert saved.files == set(pl.DataFrame(DeltaTable(updates).get_add_actions())["path"])
+    assert set(saved.files) == set(pl.DataFrame(DeltaTable(updates).get_add_actions())["path"])
 
 
 def test_since_limits_compaction_to_recent_days(tmp_path, minute):
@@ -85,3 +87,49 @@ def test_command_init_and_maintain(tmp_path, capsys, monkeypatch):
     assert out[1] == f"already exists: {where}"
     assert out[2].startswith(f"{where}: compaction removed 0 file(s)")
     assert DeltaTable(where).version() >= 0
+
+
+def last_checkpoint(uri: str) -> int | None:
+    """The version of the newest Delta log checkpoint of the table, if any."""
+    marker = Path(uri, "_delta_log", "_last_checkpoint")
+    return json.loads(marker.read_text())["version"] if marker.exists() else None
+
+
+def test_project_tables_checkpoint_their_delta_log(tmp_path, rows, minute, monkeypatch):
+    monkeypatch.setattr(latest, "REFRESH_ROWS", 1)  # every read rewrites its checkpoint
+    lake = Lake(tmp_path)
+    lake.create_position_updates()
+    for m in range(10):
+        lake.append_position_updates(rows([("A", 1, m, m)]))
+        lake.read_latest(as_of=minute(m))
+        lake.write_discrepancies(
+            pl.DataFrame(
+                {
+                    "as_of": [minute(m)],
+                    "account": ["A"],
+                    "conid": [1],
+                    "type": ["STALE_DATA"],
+                    "severity": ["warning"],
+                    "ib_position": [1.0],
+                    "details": ["old"],
+                }
+            ),
+            window_start=minute(5 * m),
+        )
+
+    updates = lake.uri("position_updates")
+    for uri in (updates, lake.uri("position_discrepancies"), checkpoint_uri(updates)):
+        assert DeltaTable(uri).metadata().configuration == PROPERTIES
+        assert last_checkpoint(uri) is not None, uri
+
+
+def test_maintenance_checkpoints_tables_written_elsewhere(updates_uri, append, minute):
+    for step in range(3):
+        append([("A", step, step, step)])  # a plain writer: Delta's defaults
+    assert last_checkpoint(updates_uri) is None
+
+    Lake(Path(updates_uri).parent).maintain()
+
+    table = DeltaTable(updates_uri)
+    assert table.metadata().configuration == PROPERTIES
+    assert last_checkpoint(updates_uri) == table.version()

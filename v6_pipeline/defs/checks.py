@@ -1,0 +1,188 @@
+"""The checks on `position_discrepancies`, named as claims that hold when all is well.
+
+Each window gets its own verdict. A single window's verdict is the step's check result
+(recorded with its partition); a range run logs one evaluation per window and returns
+the range's verdict (all windows passed) as the step's result, since Dagster records a
+single-run backfill's check results once for the range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import dagster as dg
+import polars as pl
+
+from v6_pipeline.defs import metadata as md
+from v6_pipeline.reconcile import DiscrepancyType
+
+ASSET = "position_discrepancies"
+NAKED_CHECK = "no_naked_positions"
+ACCOUNTS_CHECK = "delta_accounts_are_managed"
+WARN_CHECKS: dict[DiscrepancyType, tuple[str, str]] = {
+    DiscrepancyType.MISSING_FROM_DELTA: (
+        "no_positions_missing_from_delta",
+        "Every open IB position has a row in position_updates.",
+    ),
+    DiscrepancyType.POSITION_MISMATCH: (
+        "positions_match_ib",
+        "Where both sides hold a position, the quantities agree within V6_ABS_TOL.",
+    ),
+    DiscrepancyType.STALE_DATA: (
+        "positions_are_fresh",
+        "No position agrees with IB only because Delta last changed it long ago "
+        "(V6_STALE_AFTER_S).",
+    ),
+}
+_LEG_COLUMNS = ["account", "symbol", "conid", "ib_position", "delta_position", "details"]
+
+
+def check_specs(windows: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    def spec(name: str, description: str, *, blocking: bool = False) -> dg.AssetCheckSpec:
+        return dg.AssetCheckSpec(
+            name, asset=ASSET, description=description, blocking=blocking, partitions_def=windows
+        )
+
+    return [
+        spec(
+            NAKED_CHECK,
+            "No position that Delta believes open is absent from IB: strategies must not "
+            "trade a leg that does not exist. Blocking: the run fails.",
+            blocking=True,
+        ),
+        *(spec(name, text) for name, text in WARN_CHECKS.values()),
+        spec(
+            ACCOUNTS_CHECK,
+            "Every account with open positions in Delta is one the IB answer covers (the "
+            "gateway manages it, and V6_ACCOUNTS, if set, names it). Positions in other "
+            "accounts are never judged: connect a login that manages them, or set "
+            "V6_ACCOUNTS.",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One check's result for one window."""
+
+    check: str
+    passed: bool
+    severity: dg.AssetCheckSeverity
+    metadata: dict[str, object]
+    description: str | None = None
+
+    def evaluation(self, partition: str) -> dg.AssetCheckEvaluation:
+        return dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(ASSET),
+            check_name=self.check,
+            passed=self.passed,
+            severity=self.severity,
+            metadata=self.metadata,
+            description=self.description,
+            partition=partition,
+        )
+
+    def result(self) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            check_name=self.check,
+            passed=self.passed,
+            severity=self.severity,
+            metadata=self.metadata,
+            description=self.description,
+        )
+
+
+def window_verdicts(window: str, rows: pl.DataFrame, unmanaged: pl.DataFrame) -> list[Verdict]:
+    """Every check's verdict for one window's discrepancy rows."""
+    naked = rows.filter(pl.col("type") == DiscrepancyType.NAKED_POSITION.value)
+    verdicts = [
+        Verdict(
+            NAKED_CHECK,
+            naked.is_empty(),
+            dg.AssetCheckSeverity.ERROR,
+            {
+                "window": window,
+                "naked_count": naked.height,
+                "naked_positions": md.markdown_table(
+                    naked, _LEG_COLUMNS, empty="No naked positions."
+                ),
+            },
+            description=None if naked.is_empty() else _legs_sentence(naked["details"]),
+        )
+    ]
+    for kind, (name, _) in WARN_CHECKS.items():
+        found = rows.filter(pl.col("type") == kind.value)
+        verdicts.append(
+            Verdict(
+                name,
+                found.is_empty(),
+                dg.AssetCheckSeverity.WARN,
+                {
+                    "window": window,
+                    "count": found.height,
+                    "positions": md.markdown_table(found, _LEG_COLUMNS, empty="None."),
+                },
+            )
+        )
+    accounts = sorted(set(unmanaged["account"])) if unmanaged.height else []
+    verdicts.append(
+        Verdict(
+            ACCOUNTS_CHECK,
+            unmanaged.is_empty(),
+            dg.AssetCheckSeverity.WARN,
+            {
+                "window": window,
+                "unjudged_accounts": dg.MetadataValue.json(accounts),
+                "count": unmanaged.height,
+                "positions": md.markdown_table(
+                    unmanaged,
+                    ["account", "symbol", "conid", "sec_type", "position"],
+                    empty="Every account with open Delta positions was judged.",
+                ),
+            },
+            description=None
+            if not accounts
+            else (
+                f"Delta holds {unmanaged.height} open position(s) in account(s) "
+                f"{', '.join(accounts)} that the IB answer does not cover, so they were not "
+                "judged: connect a login that manages them, or set V6_ACCOUNTS."
+            ),
+        )
+    )
+    return verdicts
+
+
+def range_verdicts(per_window: dict[str, list[Verdict]]) -> list[Verdict]:
+    """Each check's verdict over a range: passed when it passed in every window."""
+    first = next(iter(per_window.values()))
+    merged = []
+    for index, template in enumerate(first):
+        failed = [w for w, verdicts in per_window.items() if not verdicts[index].passed]
+        merged.append(
+            Verdict(
+                template.check,
+                not failed,
+                template.severity,
+                {
+                    "windows": len(per_window),
+                    "failed_windows": dg.MetadataValue.json(failed),
+                    "note": "One evaluation per window is in the run's log and on each "
+                    "window's partition.",
+                },
+                description=(
+                    f"failed in {len(failed)} of {len(per_window)} windows: {', '.join(failed[:5])}"
+                    + (" ..." if len(failed) > 5 else "")
+                    if failed
+                    else None
+                ),
+            )
+        )
+    return merged
+
+
+def _legs_sentence(details: Iterable[str]) -> str:
+    legs = list(details)
+    shown = " | ".join(legs[:3])
+    more = f" | and {len(legs) - 3} more" if len(legs) > 3 else ""
+    return f"{len(legs)} naked position(s): {shown}{more}"

@@ -1,0 +1,87 @@
+"""One window's judgment from its stored inputs: which accounts, which rows, what verdict.
+
+Pure given its inputs (no I/O): the assets read and write the tables around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from v6_pipeline.defs.partitions import window_key
+from v6_pipeline.defs.resources import ReconciliationSettings
+from v6_pipeline.lake import schemas
+from v6_pipeline.lake.schemas import polars_schema
+from v6_pipeline.lake.snapshots import StoredSnapshot
+from v6_pipeline.reconcile import DiscrepancyType, reconcile, unjudged_accounts
+
+UTC_US = pl.Datetime("us", "UTC")
+_LATEST_SCHEMA = polars_schema(schemas.DELTA_LATEST_POSITIONS)
+
+
+def relevant_latest(snap: StoredSnapshot, latest: pl.DataFrame) -> pl.DataFrame:
+    """The Delta latest rows a window's judgment reads: every open position, and every
+    key IB reported (a closed row there is a POSITION_MISMATCH, not a MISSING one).
+    Closed keys IB does not report cannot make a discrepancy and are left out, so the
+    stored table follows the book, not all history."""
+    ib_keys = snap.positions.select("account", "conid")
+    reported = latest.join(ib_keys, on=["account", "conid"], how="semi")
+    rows = pl.concat([latest.filter(pl.col("position") != 0), reported]).unique(
+        ["account", "conid"], keep="first", maintain_order=True
+    )
+    stamped = rows.with_columns(
+        window_start=pl.lit(snap.window_start, UTC_US), as_of=pl.lit(snap.taken_at, UTC_US)
+    )
+    return stamped.select([c for c in _LATEST_SCHEMA.names() if c in stamped.columns])
+
+
+@dataclass(frozen=True)
+class JudgedWindow:
+    snapshot: StoredSnapshot
+    latest: pl.DataFrame  # what Delta believed (the stored delta_latest_positions rows)
+    rows: pl.DataFrame  # the discrepancies, with window_start
+    accounts: tuple[str, ...]  # the accounts judged
+    unmanaged: pl.DataFrame  # Delta's open positions in accounts not judged
+    live: bool  # judged while the window was the newest closed one, in a run of its own
+
+    @property
+    def key(self) -> str:
+        return window_key(self.snapshot.window_start)
+
+    def naked(self) -> pl.DataFrame:
+        return self.rows.filter(pl.col("type") == DiscrepancyType.NAKED_POSITION.value)
+
+
+def judged_accounts(
+    managed: tuple[str, ...], account_filter: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    """The accounts the IB answer covers: those the gateway manages, narrowed by
+    V6_ACCOUNTS. An account the gateway does not manage is never judged."""
+    if account_filter is None:
+        return managed
+    return tuple(a for a in managed if a in account_filter)
+
+
+def judge(
+    snap: StoredSnapshot,
+    latest: pl.DataFrame,
+    *,
+    settings: ReconciliationSettings,
+    account_filter: tuple[str, ...] | None,
+    live: bool,
+) -> JudgedWindow:
+    accounts = judged_accounts(snap.accounts, account_filter)
+    delta = latest.drop("window_start", "as_of", strict=False)
+    scope, tol = settings.scope(), settings.tolerance()
+    rows = reconcile(
+        snap.positions,
+        delta,
+        as_of=snap.taken_at,
+        abs_tol=tol,
+        stale_after=settings.stale_after(),
+        sec_types=scope,
+        accounts=accounts,
+    ).with_columns(window_start=pl.lit(snap.window_start, UTC_US))
+    unmanaged = unjudged_accounts(delta, accounts, abs_tol=tol, sec_types=scope)
+    return JudgedWindow(snap, latest, rows, accounts, unmanaged, live)
