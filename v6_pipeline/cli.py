@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "reconcile": "v6_pipeline.run.command",
     "gateway": "v6_pipeline.ib.gateway.command",
     "lake": "v6_pipeline.lake.command",
+    "stream": "v6_pipeline.stream.command",
 }
 
 

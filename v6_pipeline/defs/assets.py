@@ -36,6 +36,8 @@ from v6_pipeline.lake import paths
 from v6_pipeline.lake.errors import LakeError
 from v6_pipeline.lake.lake import Lake
 from v6_pipeline.lake.snapshots import StoredSnapshot
+from v6_pipeline.stream.liveness import StreamLiveness, stream_liveness
+from v6_pipeline.stream.status import read_stream_status
 
 # Single-run backfills and per-partition check results are the point; their beta and
 # preview status is known.
@@ -242,10 +244,13 @@ def _judge_windows(
     except LakeError as exc:
         raise _lake_failure(exc) from exc
     table = store.uri(paths.POSITION_DISCREPANCIES)
+    streams = _stream_liveness(store, [j.snapshot.taken_at for j in judged], settings)
     verdicts = {}
     for window in judged:
         _log_window(context, window)
-        verdicts[window.key] = checks.window_verdicts(window.key, window.rows, window.unmanaged)
+        verdicts[window.key] = checks.window_verdicts(
+            window.key, window.rows, window.unmanaged, streams.get(window.snapshot.taken_at)
+        )
     never = [w for w in windows if w not in taken]
     if never:
         # The judged windows keep their own materialization and verdicts; the rest fail.
@@ -273,6 +278,19 @@ def _judge_windows(
         results = checks.range_verdicts(verdicts)
         context.log.info(_range_summary(judged))
     yield dg.MaterializeResult(check_results=[v.result() for v in results])
+
+
+def _stream_liveness(
+    store: Lake, as_ofs: list[datetime], settings: ReconciliationSettings
+) -> dict[datetime, StreamLiveness]:
+    """`v6 stream`'s liveness at each `as_of`, from one read of `stream_status`."""
+    dead_after = settings.stream_dead_after()
+    if dead_after is None or not as_ofs:
+        return {}
+    status = read_stream_status(
+        store.lake_dir, since=min(as_ofs) - 2 * dead_after, until=max(as_ofs)
+    )
+    return {a: stream_liveness(status, as_of=a, dead_after=dead_after) for a in as_ofs}
 
 
 def _log_window(context: dg.AssetExecutionContext, window: JudgedWindow) -> None:

@@ -16,10 +16,12 @@ import polars as pl
 
 from v6_pipeline.defs import metadata as md
 from v6_pipeline.reconcile import DiscrepancyType
+from v6_pipeline.stream.liveness import StreamLiveness
 
 ASSET = "position_discrepancies"
 NAKED_CHECK = "no_naked_positions"
 ACCOUNTS_CHECK = "delta_accounts_are_managed"
+STREAM_CHECK = "position_stream_is_alive"
 WARN_CHECKS: dict[DiscrepancyType, tuple[str, str]] = {
     DiscrepancyType.MISSING_FROM_DELTA: (
         "no_positions_missing_from_delta",
@@ -59,6 +61,12 @@ def check_specs(windows: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
             "accounts are never judged: connect a login that manages them, or set "
             "V6_ACCOUNTS.",
         ),
+        spec(
+            STREAM_CHECK,
+            "`v6 stream` was alive at the window's as_of: its newest stream_status heartbeat "
+            "is younger than V6_STREAM_DEAD_AFTER_S (set it empty when something else writes "
+            "position_updates).",
+        ),
     ]
 
 
@@ -93,8 +101,10 @@ class Verdict:
         )
 
 
-def window_verdicts(window: str, rows: pl.DataFrame, unmanaged: pl.DataFrame) -> list[Verdict]:
-    """Every check's verdict for one window's discrepancy rows."""
+def window_verdicts(
+    window: str, rows: pl.DataFrame, unmanaged: pl.DataFrame, stream: StreamLiveness | None
+) -> list[Verdict]:
+    """Every check's verdict for one window (`stream` None: the liveness check is off)."""
     naked = rows.filter(pl.col("type") == DiscrepancyType.NAKED_POSITION.value)
     verdicts = [
         Verdict(
@@ -150,7 +160,25 @@ def window_verdicts(window: str, rows: pl.DataFrame, unmanaged: pl.DataFrame) ->
             ),
         )
     )
+    verdicts.append(_stream_verdict(window, stream))
     return verdicts
+
+
+def _stream_verdict(window: str, stream: StreamLiveness | None) -> Verdict:
+    if stream is None:
+        return Verdict(
+            STREAM_CHECK,
+            True,
+            dg.AssetCheckSeverity.WARN,
+            {"window": window, "status": "off: V6_STREAM_DEAD_AFTER_S is empty"},
+        )
+    return Verdict(
+        STREAM_CHECK,
+        stream.passed,
+        dg.AssetCheckSeverity.WARN,
+        {"window": window, **stream.metadata()},
+        description=stream.description or None,
+    )
 
 
 def range_verdicts(per_window: dict[str, list[Verdict]]) -> list[Verdict]:

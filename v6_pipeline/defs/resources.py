@@ -37,11 +37,16 @@ class _Settings(dg.ConfigurableResource):
     """A resource whose fields are `V6_*` settings (`ENV`: field -> variable)."""
 
     ENV: ClassVar[dict[str, str]] = {}
+    # Variables whose empty value means something (off), unlike an unset one.
+    EMPTY_MEANS_OFF: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> _Settings:
         fields = {}
         for field, variable in cls.ENV.items():
+            if variable in cls.EMPTY_MEANS_OFF and not environ.get(variable, "x").strip():
+                fields[field] = ""  # set empty: off (Dagster reads "" as unset)
+                continue
             if environ.get(variable, "").strip():
                 annotation = cls.model_fields[field].annotation
                 fields[field] = (
@@ -135,17 +140,28 @@ class ReconciliationSettings(_Settings):
         "abs_tol": "V6_ABS_TOL",
         "allow_large_tol": "V6_ALLOW_LARGE_TOL",
         "stale_after_s": "V6_STALE_AFTER_S",
+        "stream_dead_after_s": "V6_STREAM_DEAD_AFTER_S",
     }
+    EMPTY_MEANS_OFF: ClassVar[frozenset[str]] = frozenset({"V6_STREAM_DEAD_AFTER_S"})
 
     sec_types: str = "OPT"
     abs_tol: str = "0.001"
     allow_large_tol: str = ""  # "1": accept a tolerance of a whole contract or more
     stale_after_s: str = ""
+    stream_dead_after_s: str = "120"  # empty: no streamer, no liveness check
 
     def check(self) -> None:
         self.scope()
         self.tolerance()
         self.stale_after()
+        self.stream_dead_after()
+
+    def stream_dead_after(self) -> timedelta | None:
+        if not self.stream_dead_after_s.strip():
+            return None
+        return timedelta(
+            seconds=_seconds("V6_STREAM_DEAD_AFTER_S", self.stream_dead_after_s, positive=True)
+        )
 
     def scope(self) -> tuple[str, ...] | None:
         """The sec types in scope; `None` means all (`*`)."""
@@ -212,6 +228,7 @@ class AlertsResource(_Settings):
         "ui_url": "V6_UI_URL",
         "quiet_windows": "V6_IB_QUIET_WINDOWS",
     }
+    EMPTY_MEANS_OFF: ClassVar[frozenset[str]] = frozenset({"V6_ALERT_REMIND_S"})
 
     # One default per setting: `AlertSettings.parse`'s.
     urls: str = _ALERT_DEFAULTS["urls"]

@@ -47,6 +47,7 @@ def test_defs_load_and_name_what_users_rely_on() -> None:
         "positions_match_ib",
         "positions_are_fresh",
         "delta_accounts_are_managed",
+        "position_stream_is_alive",
     }
     naked = graph.get_check_spec(checks["no_naked_positions"])
     assert naked.blocking
@@ -194,6 +195,14 @@ class TestSettings:
         monkeypatch.setenv("V6_ABS_TOL", "2")
         monkeypatch.setenv("V6_ALLOW_LARGE_TOL", "1")
         assert load_defs().resources["settings"].process_config_and_initialize().tolerance() == 2
+
+    def test_an_empty_setting_that_means_off_is_off(self) -> None:
+        resources = resources_from_env({"V6_ALERT_REMIND_S": "", "V6_STREAM_DEAD_AFTER_S": " "})
+        assert resources["alerts"].get_settings().remind_after is None
+        assert resources["settings"].stream_dead_after() is None
+        defaults = resources_from_env({})
+        assert defaults["alerts"].get_settings().remind_after == timedelta(hours=1)
+        assert defaults["settings"].stream_dead_after() == timedelta(seconds=120)
 
     def test_set_variables_become_env_vars_and_unset_ones_keep_one_default(self) -> None:
         resources = resources_from_env({"V6_IB_PORT": "4001", "V6_LAKE_DIR": " "})

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
-from v6_pipeline.defs.checks import ACCOUNTS_CHECK, NAKED_CHECK
+from v6_pipeline.defs.checks import ACCOUNTS_CHECK, NAKED_CHECK, STREAM_CHECK
 from v6_pipeline.defs.partitions import WINDOW, window_key, window_start
-from v6_pipeline.defs.resources import IBGatewayResource, LakeResource
+from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
 from v6_pipeline.ib.gateway import Portfolio
 from v6_pipeline.ib.snapshot import take_snapshot
 from v6_pipeline.run.runner import EXIT_CRITICAL, EXIT_FAILED, run_windows
+from v6_pipeline.stream.status import StreamStatus, write_status
 from v6_pipeline_tests.support import DEMO
 
 from .conftest import Pipeline
@@ -190,3 +191,54 @@ def test_a_missing_lake_is_reported_before_anything_is_written(
     assert outcome.exit_code == EXIT_FAILED
     assert str(typo / "position_updates") in outcome.failure
     assert not typo.exists()
+
+
+def stream_check(pipeline: Pipeline) -> dg.AssetCheckEvaluation:
+    return next(
+        iter(
+            pipeline.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+                [dg.AssetCheckKey(dg.AssetKey("position_discrepancies"), STREAM_CHECK)]
+            ).values()
+        )
+    ).event.dagster_event.event_specific_data
+
+
+def heartbeat(pipeline: Pipeline, at: datetime) -> None:
+    write_status(
+        pipeline.lake.lake_dir,
+        StreamStatus(
+            stream_id="s1",
+            heartbeat_at=at,
+            connected=True,
+            since=at - timedelta(hours=1),
+            last_event_at=at,
+            last_write_at=at,
+            rows_written=3,
+            events=3,
+            pending=0,
+            reconnects=0,
+            last_error=None,
+            started_at=at - timedelta(hours=1),
+            hostname="test",
+            pid=1,
+        ),
+    )
+
+
+def test_the_stream_check_follows_the_heartbeat_at_as_of(pipeline: Pipeline) -> None:
+    key = pipeline.newest_key()
+    run_windows(pipeline.defs, key, instance=pipeline.instance)
+    assert stream_check(pipeline).passed is False  # no streamer ever ran here
+    assert "v6 stream" in stream_check(pipeline).description
+    heartbeat(pipeline, datetime.now(UTC))  # after as_of: does not count for this window
+    run_windows(pipeline.defs, key, instance=pipeline.instance)
+    assert stream_check(pipeline).passed is False
+    taken = pipeline.lake.read_snapshot(window_start=window_start(key)).taken_at
+    heartbeat(pipeline, taken - timedelta(seconds=20))
+    run_windows(pipeline.defs, key, instance=pipeline.instance)
+    assert stream_check(pipeline).passed is True
+    off = pipeline.with_resources(
+        settings=ReconciliationSettings.from_env({"V6_STREAM_DEAD_AFTER_S": ""})
+    )
+    run_windows(off, key, instance=pipeline.instance)
+    assert stream_check(pipeline).metadata["status"].value.startswith("off")

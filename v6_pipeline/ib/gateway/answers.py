@@ -1,13 +1,13 @@
 """What the gateway answers, as bytes: pure functions of the portfolio and the faults.
 
 The session does the I/O; here is what goes on the wire, including how each
-positions fault bends the answer to reqPositions.
+positions fault bends the answer to reqPositions and the updates pushed after it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from v6_pipeline.ib import protocol
@@ -23,6 +23,21 @@ _CONNECTIVITY_LOST = "Connectivity between IB and Trader Workstation has been lo
 _READ_ONLY = (
     "Error validating request.-'bW' : cause - The API interface is currently in Read-Only mode."
 )
+
+# IB's texts for the connectivity notices, by the fault that sends each.
+_NOTICES: dict[FaultName, tuple[ErrorCode, str]] = {
+    FaultName.NOTICE_CONNECTIVITY_LOST: (ErrorCode.CONNECTIVITY_LOST, _CONNECTIVITY_LOST),
+    FaultName.NOTICE_RESTORED_DATA_LOST: (
+        ErrorCode.CONNECTIVITY_RESTORED_DATA_LOST,
+        "Connectivity between IB and Trader Workstation has been restored - data lost.",
+    ),
+    FaultName.NOTICE_RESTORED_DATA_KEPT: (
+        ErrorCode.CONNECTIVITY_RESTORED_DATA_MAINTAINED,
+        "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+    ),
+}
+# The account the unknown-account fault reports a position in (no gateway manages it).
+UNKNOWN_ACCOUNT = "DU0UNKNOWN"
 
 # A quantity no client can parse as a number (not "nan": Python's float() takes it).
 MALFORMED_QUANTITY = "--"
@@ -58,6 +73,21 @@ def positions(
         return PositionsAnswer(delay, payload, subscribe=False, close=False, count=0)
 
     rows = portfolio.positions
+    frames = _position_frames(rows, faults)
+    if active(faults, FaultName.DUPLICATE_POSITIONS):
+        wrong = (protocol.position(row, quantity=row.position + 1) for row in rows)
+        frames = [f for pair in zip(wrong, frames, strict=True) for f in pair]
+
+    if active(faults, FaultName.DROP_MID_POSITIONS):
+        half = frames[: len(frames) // 2]
+        return PositionsAnswer(delay, b"".join(half), subscribe=False, close=True, count=len(half))
+    if not active(faults, FaultName.NO_POSITION_END):
+        frames.append(protocol.position_end())
+    return PositionsAnswer(delay, b"".join(frames), subscribe=True, close=False, count=len(rows))
+
+
+def _position_frames(rows: Sequence[PortfolioPosition], faults: Sequence[Fault]) -> list[bytes]:
+    """One frame per row, with the quantities and average costs the faults bend."""
     # row index -> the text sent instead of the row's quantity / average cost
     quantities: dict[int, str] = {}
     avg_costs: dict[int, str] = {}
@@ -68,19 +98,10 @@ def positions(
         quantities[0] = MALFORMED_QUANTITY
     if active(faults, FaultName.NONFINITE_AVG_COST):
         avg_costs[0] = NAN
-
-    frames: list[bytes] = []
-    for index, row in enumerate(rows):
-        if active(faults, FaultName.DUPLICATE_POSITIONS):
-            frames.append(protocol.position(row, quantity=row.position + 1))
-        frames.append(protocol.position(row, quantities.get(index), avg_costs.get(index)))
-
-    if active(faults, FaultName.DROP_MID_POSITIONS):
-        half = frames[: len(frames) // 2]
-        return PositionsAnswer(delay, b"".join(half), subscribe=False, close=True, count=len(half))
-    if not active(faults, FaultName.NO_POSITION_END):
-        frames.append(protocol.position_end())
-    return PositionsAnswer(delay, b"".join(frames), subscribe=True, close=False, count=len(rows))
+    return [
+        protocol.position(row, quantities.get(index), avg_costs.get(index))
+        for index, row in enumerate(rows)
+    ]
 
 
 def client_id_in_use(server_version: int) -> bytes:
@@ -116,8 +137,23 @@ def malformed(server_version: int, req_id: int, msg_id: int) -> bytes:
     )
 
 
-def position_updates(changes: Sequence[PortfolioPosition]) -> bytes:
-    return b"".join(protocol.position(row) for row in changes)
+def position_updates(changes: Sequence[PortfolioPosition], faults: Sequence[Fault]) -> bytes:
+    """What a subscribed client is pushed after a change, under the faults in force."""
+    frames = _position_frames(changes, faults)
+    if active(faults, FaultName.REPEAT_UPDATES):
+        frames = [f for f in frames for _ in range(2)]
+    if changes and active(faults, FaultName.UNKNOWN_ACCOUNT):
+        frames.append(protocol.position(replace(changes[0], account=UNKNOWN_ACCOUNT)))
+    return b"".join(frames)
+
+
+def notices(faults: Sequence[Fault], server_version: int) -> bytes:
+    """The unsolicited error frames the notice faults among `faults` send."""
+    return b"".join(
+        protocol.error(server_version, protocol.NO_REQUEST_ID, *_NOTICES[f.name])
+        for f in faults
+        if f.name in _NOTICES
+    )
 
 
 def start(portfolio: Portfolio, next_order_id: int) -> bytes:

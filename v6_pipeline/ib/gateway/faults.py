@@ -1,7 +1,8 @@
 """The ways a real gateway misbehaves, as data: `--fault NAME` parsed into `Fault`s.
 
-Where each one takes effect on the wire is in `answers.py` (positions) and
-`session.py` (startApi); this module only names and parses them.
+Where each one takes effect on the wire is in `answers.py` (positions, pushes and
+notices) and `session.py` (startApi); this module only names and parses them. Notice
+faults act once, when `set_faults` sets them, on the clients connected then.
 """
 
 from __future__ import annotations
@@ -18,18 +19,28 @@ class FaultName(StrEnum):
     DROP_MID_POSITIONS = "drop-mid-positions"
     """the socket is closed after half of the positions"""
     MALFORMED_POSITION = "malformed-position"
-    """one position frame has a non-numeric quantity"""
+    """one position frame has a non-numeric quantity (the first of each answer and push)"""
     NONFINITE_POSITION = "nonfinite-position"
-    """the first position's quantity is sent as nan and the last one's as inf (a portfolio
-    cannot hold them; a broken gateway can still send them)"""
+    """the first position's quantity is sent as nan and the last one's as inf, in answers
+    and pushes (a portfolio cannot hold them; a broken gateway can still send them)"""
     NONFINITE_AVG_COST = "nonfinite-avg-cost"
-    """the first position's average cost is sent as nan"""
+    """the first position's average cost is sent as nan (answers and pushes)"""
     DUPLICATE_POSITIONS = "duplicate-positions"
     """every position is sent twice, first with a wrong quantity, then the true one"""
     CLIENT_ID_IN_USE = "client-id-in-use"
     """error 326 in answer to startApi, then close"""
     CONNECTIVITY_LOST = "connectivity-lost"
     """error 1100 instead of answering reqPositions"""
+    REPEAT_UPDATES = "repeat-updates"
+    """every pushed position update is sent twice, identical (IB repeats itself)"""
+    UNKNOWN_ACCOUNT = "unknown-account"
+    """every push also carries a position in an account the gateway does not manage"""
+    NOTICE_CONNECTIVITY_LOST = "notice-connectivity-lost"
+    """error 1100 to every connected client, once, when the fault is set"""
+    NOTICE_RESTORED_DATA_LOST = "notice-restored-data-lost"
+    """error 1101 (restored, data lost) to every connected client, once, when set"""
+    NOTICE_RESTORED_DATA_KEPT = "notice-restored-data-kept"
+    """error 1102 (restored, data maintained) to every connected client, once, when set"""
     DELAY = "delay"
     """wait `seconds` before answering reqPositions"""
 

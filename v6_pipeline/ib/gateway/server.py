@@ -160,9 +160,14 @@ class Gateway:
         return self._faults
 
     def set_faults(self, faults: Iterable[Fault | str]) -> None:
-        """Faults for requests from now on (`[]` for a well-behaved gateway)."""
+        """Faults for requests from now on (`[]` for a well-behaved gateway). Notice faults
+        newly set are sent to the connected clients at once."""
+        before = set(self._faults)
         self._faults = parse_faults(faults)
         log.info("faults: %s", ", ".join(map(str, self._faults)) or "none")
+        added = tuple(f for f in self._faults if f not in before)
+        for session in list(self._sessions):
+            session.notify(added)
 
     def set_portfolio(self, portfolio: Portfolio) -> tuple[PortfolioPosition, ...]:
         """Serve `portfolio` from now on; push the changed, new and closed positions to

@@ -224,12 +224,18 @@ class Session:
 
     # --- live updates --------------------------------------------------------------
 
+    def notify(self, faults: tuple[Fault, ...]) -> None:
+        """Send the notices of `faults` (1100, 1101, 1102), as IB tells every API client."""
+        payload = answers.notices(faults, self.server_version)
+        if payload and self.client_id is not None and not self._writer.transport.is_closing():
+            self._writer.write(payload)
+
     def push(self, changes: tuple[PortfolioPosition, ...]) -> None:
         """Send position changes to this client's open subscriptions, as IB does after a fill."""
         if self._writer.transport.is_closing():
             return
         if self.positions is Subscription.LIVE:
-            self._writer.write(answers.position_updates(changes))
+            self._writer.write(answers.position_updates(changes, self._gateway.faults))
         if self.account_updates is not None:
             mine = [p for p in changes if p.account == self.account_updates]
             if mine:
