@@ -57,8 +57,9 @@ def test_defs_load_and_name_what_users_rely_on() -> None:
     assert window_partitions.timezone == "UTC"
 
 
-def test_the_dagster_cli_loads_the_module() -> None:
-    proc = subprocess.run(
+def dagster_validate(**env: str) -> subprocess.CompletedProcess[str]:
+    """`dagster definitions validate` on the code location, as Dagster loads it."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -72,8 +73,12 @@ def test_the_dagster_cli_loads_the_module() -> None:
         text=True,
         timeout=120,
         check=False,
-        env={**os.environ, "DAGSTER_HOME": ""},
+        env={**os.environ, "DAGSTER_HOME": "", **env},
     )
+
+
+def test_the_dagster_cli_loads_the_module() -> None:
+    proc = dagster_validate()
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -211,21 +216,6 @@ class TestSettings:
 
 
 def test_the_ui_load_shows_a_bad_setting_by_name() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "definitions",
-            "validate",
-            "-m",
-            "v6_pipeline.definitions",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "DAGSTER_HOME": "", "V6_SEC_TYPES": "FOO"},
-    )
+    proc = dagster_validate(V6_SEC_TYPES="FOO")
     assert proc.returncode != 0
     assert "V6_SEC_TYPES names FOO" in proc.stdout + proc.stderr
