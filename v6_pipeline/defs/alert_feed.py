@@ -24,6 +24,9 @@ from v6_pipeline.lake.errors import LakeError
 from v6_pipeline.run.failures import step_failures
 
 JOB = "reconciliation_job"
+# A materialization launched outside the job (the UI's Materialize, `dagster asset
+# materialize`) runs as the implicit asset job.
+JOBS = [JOB, "__ASSET_JOB"]
 FIRST_LOOK = timedelta(minutes=10)
 _BATCH = 200
 _RANGE_TAGS = {"dagster/backfill", "dagster/asset_partition_range_start"}
@@ -123,18 +126,22 @@ def _judged_windows(
 
 
 def _run_outcomes(instance: dg.DagsterInstance, after: int) -> tuple[list[Observation], int]:
+    batches = [
+        instance.fetch_run_status_changes(
+            dg.RunStatusChangeRecordsFilter(
+                event_type=kind, after_storage_id=after, job_names=JOBS
+            ),
+            limit=_BATCH,
+            ascending=True,
+        ).records
+        for kind in (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE)
+    ]
+    # A full batch may have more after it: read no further than the shortest full one,
+    # so that the cursor never skips an outcome of the other kind.
+    full = [batch[-1].storage_id for batch in batches if len(batch) == _BATCH]
+    until = min(full) if full else None
     records = sorted(
-        (
-            r
-            for kind in (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE)
-            for r in instance.fetch_run_status_changes(
-                dg.RunStatusChangeRecordsFilter(
-                    event_type=kind, after_storage_id=after, job_names=[JOB]
-                ),
-                limit=_BATCH,
-                ascending=True,
-            ).records
-        ),
+        (r for batch in batches for r in batch if until is None or r.storage_id <= until),
         key=lambda r: r.storage_id,
     )
     outcomes: list[Observation] = []
