@@ -57,7 +57,7 @@ from v6_pipeline.defs.schedules import reconciliation_schedule
 from v6_pipeline.defs.sensors import INTERVAL_S
 from v6_pipeline.demo.book import demo_position_updates
 from v6_pipeline.ib.gateway import GatewayThread
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake
 from v6_pipeline.run.instance import open_instance, prepare_home
 from v6_pipeline.run.runner import EXIT_CRITICAL, EXIT_OK, run_windows
 from v6_pipeline_tests.alerts.support import Webhook, webhook

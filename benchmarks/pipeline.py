@@ -228,7 +228,12 @@ def backfill_child(spec: dict[str, object]) -> None:
     import dagster as dg
 
     from v6_pipeline.definitions import build_defs
-    from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
+    from v6_pipeline.defs.resources import (
+        AlertsResource,
+        IBGatewayResource,
+        LakeResource,
+        ReconciliationSettings,
+    )
     from v6_pipeline.run.runner import run_windows
 
     defs = build_defs(
@@ -236,7 +241,9 @@ def backfill_child(spec: dict[str, object]) -> None:
             "ib": IBGatewayResource(port=int(spec["port"]), timeout_s="60"),
             "lake": LakeResource(lake_dir=str(spec["lake_dir"])),
             "settings": ReconciliationSettings(),
-        }
+            "alerts": AlertsResource(),
+        },
+        start=datetime.fromisoformat(str(spec["start"])),
     )
     instance = dg.DagsterInstance.get()  # DAGSTER_HOME: the parent's temp instance
     began = time.perf_counter()
@@ -316,11 +323,16 @@ def bench(args: argparse.Namespace, root: Path) -> None:
     import dagster as dg
 
     from v6_pipeline.definitions import build_defs
-    from v6_pipeline.defs.partitions import last_closed_window, window_key, window_partitions
-    from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
+    from v6_pipeline.defs.partitions import last_closed_window, window_key
+    from v6_pipeline.defs.resources import (
+        AlertsResource,
+        IBGatewayResource,
+        LakeResource,
+        ReconciliationSettings,
+    )
     from v6_pipeline.ib.gateway import GatewayThread
     from v6_pipeline.ib.snapshot import take_snapshot
-    from v6_pipeline.lake.lake import Lake
+    from v6_pipeline.lake import Lake
     from v6_pipeline.lake.paths import POSITION_UPDATES
     from v6_pipeline.run.runner import run_windows
 
@@ -329,12 +341,10 @@ def bench(args: argparse.Namespace, root: Path) -> None:
     lake = Lake(lake_dir)
     uri = lake.uri(POSITION_UPDATES)
     now = datetime.now(UTC)
-    # The backfilled day: the UTC day before the newest closed window's, inside the history.
-    day = (last_closed_window(now) - timedelta(days=1)).replace(hour=0, minute=0)
+    # The backfilled days: whole UTC days ending at least a day before the newest window.
+    day = (last_closed_window(now) - WINDOW * (args.windows + 288)).replace(hour=0, minute=0)
     windows = [day + WINDOW * i for i in range(args.windows)]
     first_key, last_key = window_key(windows[0]), window_key(windows[-1])
-    if not window_partitions.has_partition_key(first_key):
-        raise SystemExit(f"window {first_key} is not a partition; set V6_PARTITIONS_START earlier")
     churn_end = day - timedelta(hours=12)
     history.START = churn_end - history.SPAN  # read_latest's year of churn, ending here
 
@@ -373,7 +383,9 @@ def bench(args: argparse.Namespace, root: Path) -> None:
                 "ib": IBGatewayResource(port=gw.port, timeout_s="60"),
                 "lake": LakeResource(lake_dir=str(lake_dir)),
                 "settings": ReconciliationSettings(),
-            }
+                "alerts": AlertsResource(),
+            },
+            start=day,
         )
 
         # --- warm-up
@@ -413,7 +425,13 @@ def bench(args: argparse.Namespace, root: Path) -> None:
     table.add("TOTAL wall (run_windows)", live_wall, LIVE_TARGET_S)
 
     # --- the claim: a day's backfill in one run
-    spec = {"port": 1, "lake_dir": str(lake_dir), "first": first_key, "last": last_key}
+    spec = {
+        "port": 1,
+        "lake_dir": str(lake_dir),
+        "first": first_key,
+        "last": last_key,
+        "start": day.isoformat(),
+    }
     began = time.perf_counter()
     child = None
     try:

@@ -35,7 +35,7 @@ from pathlib import Path
 from gateway import synthetic  # benchmarks/ is on sys.path when this script runs
 
 from v6_pipeline.ib.gateway import GatewayThread, Portfolio
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake
 from v6_pipeline.stream.settings import StreamSettings
 from v6_pipeline.stream.streamer import Streamer
 from v6_pipeline.stream.subscription import Subscription

@@ -32,9 +32,8 @@ from v6_pipeline.defs.judging import (
 from v6_pipeline.defs.partitions import WINDOW, window_key, window_start
 from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
 from v6_pipeline.ib.errors import IBSnapshotError
-from v6_pipeline.lake import paths
+from v6_pipeline.lake import Lake, paths
 from v6_pipeline.lake.errors import LakeError
-from v6_pipeline.lake.lake import Lake
 from v6_pipeline.lake.snapshots import StoredSnapshot
 from v6_pipeline.stream.liveness import StreamLiveness, stream_liveness
 from v6_pipeline.stream.status import read_stream_status

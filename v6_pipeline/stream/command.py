@@ -29,8 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from v6_pipeline.ib.errors import IBSnapshotError
+    from v6_pipeline.lake import Lake
     from v6_pipeline.lake.errors import LakeError
-    from v6_pipeline.lake.lake import Lake
     from v6_pipeline.stream.settings import stream_settings
     from v6_pipeline.stream.streamer import Streamer
     from v6_pipeline.stream.writer import BacklogFullError

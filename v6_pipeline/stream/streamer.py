@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 
 from v6_pipeline.ib.errors import IBSnapshotError
 from v6_pipeline.ib.snapshot import IBSnapshot, take_snapshot_async
+from v6_pipeline.lake import Lake
 from v6_pipeline.lake.errors import LakeError
-from v6_pipeline.lake.lake import Lake
 from v6_pipeline.stream.book import Book, Refused, Repair
 from v6_pipeline.stream.settings import StreamSettings
 from v6_pipeline.stream.status import StreamStatus, write_status

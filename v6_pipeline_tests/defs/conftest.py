@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import dagster as dg
 import pytest
 
 from v6_pipeline.definitions import build_defs
-from v6_pipeline.defs.partitions import last_closed_window, window_key
 from v6_pipeline.defs.resources import (
     AlertsResource,
     IBGatewayResource,
@@ -20,23 +18,8 @@ from v6_pipeline.defs.resources import (
 )
 from v6_pipeline.demo.book import DEMO_STALE_AFTER_S, demo_position_updates
 from v6_pipeline.ib.gateway import GatewayThread
-from v6_pipeline.lake.lake import Lake
-
-
-@dataclass
-class Pipeline:
-    """The project's definitions bound to the emulator and a tmp lake."""
-
-    defs: dg.Definitions
-    lake: Lake
-    instance: dg.DagsterInstance
-    gateway: GatewayThread
-
-    def with_resources(self, **overrides: dg.ConfigurableResource) -> dg.Definitions:
-        return build_defs({**self.defs.resources, **overrides})
-
-    def newest_key(self) -> str:
-        return window_key(last_closed_window(datetime.now(UTC)))
+from v6_pipeline.lake import Lake
+from v6_pipeline_tests.defs.support import Pipeline
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from v6_pipeline.defs.resources import (
 )
 from v6_pipeline.defs.sensors import ALERT_SENSORS, INTERVAL_S
 from v6_pipeline.demo.book import demo_position_updates
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake
 from v6_pipeline.run.instance import open_instance, prepare_home
 from v6_pipeline.run.runner import EXIT_FAILED, run_windows
 from v6_pipeline_tests.alerts.support import webhook

@@ -12,12 +12,12 @@ from v6_pipeline.defs.assets import NAKED_CHECK
 from v6_pipeline.defs.partitions import WINDOW, window_key, window_start
 from v6_pipeline.defs.resources import IBGatewayResource, LakeResource
 from v6_pipeline.ib.snapshot import take_snapshot
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake
 from v6_pipeline.reconcile import reconcile
 from v6_pipeline.run.runner import EXIT_CRITICAL, EXIT_FAILED, EXIT_OK, run_windows
 from v6_pipeline_tests.support import DEMO
 
-from .conftest import Pipeline
+from .support import Pipeline
 
 ALL_TYPES = {"NAKED_POSITION", "MISSING_FROM_DELTA", "POSITION_MISMATCH", "STALE_DATA"}
 

@@ -21,7 +21,7 @@ from v6_pipeline.defs.sensors import (
 from v6_pipeline.run.runner import run_windows
 from v6_pipeline_tests.alerts.support import Webhook, webhook
 
-from .conftest import Pipeline
+from .support import Pipeline
 from .test_windows import past, store_snapshots
 
 

@@ -23,7 +23,7 @@ from v6_pipeline.defs.partitions import WINDOW, last_closed_window, window_key
 from v6_pipeline.demo.book import demo_position_updates
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.ib.snapshot import take_snapshot
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake
 from v6_pipeline.run.instance import prepare_home
 from v6_pipeline_tests.support import free_port, wait_for_ui
 

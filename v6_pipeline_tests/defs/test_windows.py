@@ -18,7 +18,7 @@ from v6_pipeline.run.runner import EXIT_CRITICAL, EXIT_FAILED, run_windows
 from v6_pipeline.stream.status import StreamStatus, write_status
 from v6_pipeline_tests.support import DEMO
 
-from .conftest import Pipeline
+from .support import Pipeline
 
 PLOTTED = (
     "dagster/row_count",

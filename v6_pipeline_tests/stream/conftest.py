@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from v6_pipeline.ib.gateway import GatewayThread
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake
 from v6_pipeline_tests.support import DEMO
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from v6_pipeline.ib.gateway import GatewayThread, Portfolio
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake
 from v6_pipeline.stream.settings import StreamSettings
 from v6_pipeline.stream.status import read_stream_status
 from v6_pipeline.stream.streamer import Streamer, StreamSummary

@@ -13,7 +13,7 @@ import pytest
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.ib.gateway.answers import UNKNOWN_ACCOUNT
 from v6_pipeline.ib.snapshot import take_snapshot
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.lake import Lake
 from v6_pipeline.reconcile import reconcile
 from v6_pipeline.stream.liveness import stream_liveness
 from v6_pipeline.stream.status import read_stream_status

@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 from deltalake import DeltaTable
 
+from v6_pipeline.lake import Lake
 from v6_pipeline.lake.errors import LakeSchemaError
-from v6_pipeline.lake.lake import Lake
 from v6_pipeline.stream.updates import PositionUpdate, update
 from v6_pipeline.stream.writer import BacklogFullError, BatchWriter
 from v6_pipeline_tests.stream.support import all_rows

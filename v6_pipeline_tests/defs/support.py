@@ -1,0 +1,29 @@
+"""Shared by the pipeline tests: the project's definitions bound to the emulator and a lake."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from v6_pipeline.definitions import build_defs
+from v6_pipeline.defs.partitions import last_closed_window, window_key
+from v6_pipeline.ib.gateway import GatewayThread
+from v6_pipeline.lake import Lake
+
+
+@dataclass
+class Pipeline:
+    """The project's definitions bound to the emulator and a tmp lake."""
+
+    defs: dg.Definitions
+    lake: Lake
+    instance: dg.DagsterInstance
+    gateway: GatewayThread
+
+    def with_resources(self, **overrides: dg.ConfigurableResource) -> dg.Definitions:
+        return build_defs({**self.defs.resources, **overrides})
+
+    def newest_key(self) -> str:
+        return window_key(last_closed_window(datetime.now(UTC)))
