@@ -15,9 +15,10 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from v6_pipeline.alerts.delivery import Outcome
+from v6_pipeline.lake import paths
 from v6_pipeline.lake.paths import table_uri
 
-TABLE = "alert_log"
+TABLE = paths.ALERT_LOG
 MAX_BODY_CHARS = 4000
 
 SCHEMA = pa.schema(

@@ -35,12 +35,13 @@ from pyarrow import fs
 from v6_pipeline.lake import commits, schemas
 from v6_pipeline.lake.maintenance import TableMaintenance, maintain_table
 from v6_pipeline.lake.paths import is_local
-from v6_pipeline.lake.source import OUTPUT, SEQ, LogVersion, PositionLog
+from v6_pipeline.lake.source import SEQ, LogVersion, PositionLog
 from v6_pipeline.lake.tables import PROPERTIES, try_open
 
 log = logging.getLogger(__name__)
 
 _SCHEMA = schemas.polars_schema(schemas.CHECKPOINT)
+_HEADER, _FILES = "v6.checkpoint", "v6.files"  # keys of the file's metadata
 _NAME = re.compile(r"checkpoint-([0-9a-f]{8})-[0-9a-f]{32}\.parquet")  # CRC-32, then unique
 
 
@@ -117,32 +118,23 @@ def load(uri: str) -> Checkpoint | None:
 def save(uri: str, checkpoint: Checkpoint) -> None:
     """Replace the stored checkpoint in one commit; a failure (e.g. a concurrent run) is logged."""
     at = checkpoint.source
-    header = pl.DataFrame(
-        {
-            "_source_version": [at.version],
-            "_source_id": [at.table_id],
-            "_source_commit": [at.commit],
-            "_source_schema": [at.schema_json],
-            "_source_partitions": [json.dumps(list(at.partitions))],
-            "_cutoff": [checkpoint.cutoff],
-            "_default_account": [checkpoint.default_account],
-            "_state_rows": [checkpoint.state.height],
-            "_tail_rows": [checkpoint.tail.height],
-        },
-        schema_overrides={"_source_commit": pl.String, "_default_account": pl.String},
-    )
-    frame = pl.concat(
-        [
-            pl.DataFrame(schema=_SCHEMA),
-            checkpoint.state,
-            checkpoint.tail,
-            checkpoint.files.cast(pl.String).alias("_file").to_frame(),
-            header,
-        ],
-        how="diagonal_relaxed",
-    ).cast(dict(_SCHEMA))
+    header = {
+        "source_version": at.version,
+        "source_id": at.table_id,
+        "source_commit": at.commit,
+        "source_schema": at.schema_json,
+        "source_partitions": list(at.partitions),
+        "cutoff": checkpoint.cutoff.isoformat(),
+        "default_account": checkpoint.default_account,
+        "state_rows": checkpoint.state.height,
+    }
     buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression="uncompressed")  # decoded in half the time
+    pl.concat([checkpoint.state, checkpoint.tail]).cast(dict(_SCHEMA)).write_parquet(
+        buffer,
+        compression="uncompressed",  # decoded in half the time
+        # Log paths are percent-encoded: never a newline in one.
+        metadata={_HEADER: json.dumps(header), _FILES: "\n".join(checkpoint.files)},
+    )
     data = buffer.getvalue()
     name = f"checkpoint-{zlib.crc32(data):08x}-{uuid.uuid4().hex}.parquet"
     try:
@@ -186,28 +178,27 @@ def _checked_bytes(path: str) -> bytes:
 
 
 def _parse(data: bytes) -> Checkpoint:
-    frame = pl.read_parquet(data)
-    head = frame.row(-1, named=True)
-    states, tails = head["_state_rows"], head["_tail_rows"]
-    if head["_source_version"] is None or states is None or tails is None:
-        raise _DamagedError("its last row is not a header")
-    rows = frame.select(*OUTPUT, SEQ)
-    files = frame["_file"].slice(states + tails, frame.height - states - tails - 1)
-    if rows.head(states + tails)["conid"].null_count() or files.null_count():
-        raise _DamagedError("its parts are not where its header says")
+    metadata = pl.read_parquet_metadata(data)
+    if _HEADER not in metadata or _FILES not in metadata:
+        raise _DamagedError("its file has no header")
+    head = json.loads(metadata[_HEADER])
+    rows = pl.read_parquet(data)
+    if rows.schema != _SCHEMA or rows["conid"].null_count():
+        raise _DamagedError("its rows are not those of a checkpoint")
+    paths = metadata[_FILES]
     return Checkpoint(
         source=LogVersion(
-            version=head["_source_version"],
-            table_id=head["_source_id"],
-            commit=head["_source_commit"],
-            schema_json=head["_source_schema"],
-            partitions=tuple(json.loads(head["_source_partitions"])),
+            version=head["source_version"],
+            table_id=head["source_id"],
+            commit=head["source_commit"],
+            schema_json=head["source_schema"],
+            partitions=tuple(head["source_partitions"]),
         ),
-        cutoff=head["_cutoff"],
-        default_account=head["_default_account"],
-        files=files,
-        state=rows.slice(0, states),
-        tail=rows.slice(states, tails),
+        cutoff=datetime.fromisoformat(head["cutoff"]),
+        default_account=head["default_account"],
+        files=pl.Series("_file", paths.split("\n") if paths else [], dtype=pl.String),
+        state=rows.slice(0, head["state_rows"]),
+        tail=rows.slice(head["state_rows"]),
     )
 
 

@@ -177,6 +177,9 @@ class Lake:
             paths.IB_SNAPSHOT_LOG,
             paths.DELTA_LATEST_POSITIONS,
             paths.POSITION_DISCREPANCIES,
+            # Small appends every tick and heartbeat: compaction keeps them cheap to read.
+            paths.ALERT_LOG,
+            paths.STREAM_STATUS,
         )
         done = [
             m

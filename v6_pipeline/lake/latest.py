@@ -290,16 +290,15 @@ def _overlay(base: pl.DataFrame, keys: pl.Series, rows: pl.DataFrame) -> pl.Data
     # Each row of `rows` lands after the base rows before it and the new rows before it.
     places = at + new.cum_sum() - new
     answer = base
-    if new.any():  # the base rows move down past the new rows inserted before them
+    if new.sum():  # the base rows move down past the new rows inserted before them
         size = base.height
         before = at.filter(new.cast(pl.Boolean)).search_sorted(
             pl.int_range(size, eager=True), side="right"
         )
-        spread = pl.repeat(0, size + new.sum(), dtype=pl.Int64, eager=True)
-        spread.scatter(
-            pl.int_range(size, dtype=pl.Int64, eager=True) + before, pl.int_range(size, eager=True)
-        )
-        answer = base[spread]
+        spread = pl.repeat(None, size + new.sum(), dtype=pl.Int64, eager=True)
+        places_of_base = pl.int_range(size, dtype=pl.Int64, eager=True)
+        spread.scatter(places_of_base + before, places_of_base)
+        answer = base.select(pl.all().gather(spread))  # null rows: the places of new rows
     columns = answer.get_columns()
     del answer  # then a gathered column is written in place, not copied again
     return pl.DataFrame([c.scatter(places, rows[c.name]) for c in columns])

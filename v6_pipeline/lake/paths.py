@@ -8,6 +8,8 @@ POSITION_UPDATES = "position_updates"
 IB_POSITION_SNAPSHOTS = "ib_position_snapshots"
 IB_SNAPSHOT_LOG = "ib_snapshot_log"
 POSITION_DISCREPANCIES = "position_discrepancies"
+ALERT_LOG = "alert_log"  # written by the alert sensors
+STREAM_STATUS = "stream_status"  # written by `v6 stream`
 DELTA_LATEST_POSITIONS = "delta_latest_positions"
 # Derived state the lake keeps for itself (read_latest checkpoints), apart from the tables.
 CHECKPOINTS = "_v6_checkpoints"

@@ -99,25 +99,11 @@ DELTA_LATEST_POSITIONS = pa.schema(
     ]
 )
 
-# `read_latest`'s checkpoint (one small Delta table per `position_updates`), in this
-# order: the rows it keeps (its state, then its tail) with their write order `_seq`, the
-# data files it has seen (`_file`), and a header row describing the table at that version
-# and counting the parts before it.
+# `read_latest`'s checkpoint (one small Delta table per `position_updates`): the rows it
+# keeps, its state then its tail, with their write order `_seq`. What describes them (the
+# table's version, the cutoff, the files seen) is in the parquet file's own metadata.
 CHECKPOINT = pa.schema(
-    [
-        *(field.with_nullable(True) for field in POSITION_UPDATES),
-        pa.field("_seq", pa.int64()),
-        pa.field("_file", pa.string()),
-        pa.field("_source_version", pa.int64()),
-        pa.field("_source_id", pa.string()),
-        pa.field("_source_commit", pa.string()),  # digest of the version's commit file
-        pa.field("_source_schema", pa.string()),  # the Delta schema, as JSON
-        pa.field("_source_partitions", pa.string()),  # partition columns, as a JSON list
-        pa.field("_cutoff", UTC_US),
-        pa.field("_default_account", pa.string()),
-        pa.field("_state_rows", pa.int64()),
-        pa.field("_tail_rows", pa.int64()),
-    ]
+    [*(field.with_nullable(True) for field in POSITION_UPDATES), pa.field("_seq", pa.int64())]
 )
 
 

@@ -16,11 +16,12 @@ import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
+from v6_pipeline.lake import paths
 from v6_pipeline.lake.paths import table_uri
 from v6_pipeline.lake.schemas import UTC_US, polars_schema
 from v6_pipeline.lake.tables import PROPERTIES
 
-TABLE = "stream_status"
+TABLE = paths.STREAM_STATUS
 
 STREAM_STATUS = pa.schema(
     [
