@@ -29,6 +29,9 @@ def test_overlay_equals_replacing_and_sorting(base_keys, new_keys):
     base, rows = frame(base_keys, 0.0), frame(new_keys, 1.0)
     expected = pl.concat([base.join(rows, on=POSITION_KEY, how="anti"), rows]).sort(POSITION_KEY)
 
+    kept = base.clone()
+
     got = _overlay(base, base.select(pl.struct(POSITION_KEY)).to_series(), rows)
 
     assert got.equals(expected)
+    assert base.equals(kept)  # the next answer of a sweep starts from it again
