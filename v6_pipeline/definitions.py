@@ -14,6 +14,7 @@ from v6_pipeline.defs.assets import reconciliation_assets
 from v6_pipeline.defs.jobs import lake_maintenance_job, reconciliation_job
 from v6_pipeline.defs.partitions import partitions_start, window_partitions
 from v6_pipeline.defs.resources import check_settings, resources_from_env
+from v6_pipeline.defs.retention import RunRetentionResource
 from v6_pipeline.defs.schedules import lake_maintenance_schedule, reconciliation_schedule
 from v6_pipeline.defs.sensors import ALERT_SENSORS
 
@@ -23,6 +24,8 @@ def build_defs(
 ) -> dg.Definitions:
     """The project's definitions bound to `resources` (tests bind their own), checked;
     the first window is `start`, else `V6_PARTITIONS_START`'s."""
+    # Run retention has defaults for callers that bind only the pipeline's resources.
+    resources = {"retention": RunRetentionResource(), **resources}
     check_settings(resources)
     windows = window_partitions(start or partitions_start())
     return dg.Definitions(
@@ -38,4 +41,4 @@ def build_defs(
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_defs(resources_from_env())
+    return build_defs({**resources_from_env(), "retention": RunRetentionResource.from_env()})

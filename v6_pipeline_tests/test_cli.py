@@ -12,16 +12,19 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from v6_pipeline.demo.book import demo_position_updates
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.lake.lake import Lake
+from v6_pipeline_tests.alerts.support import webhook
 from v6_pipeline_tests.support import free_port, v6, wait_for_ui
+from v6_pipeline_tests.ui.dagster_dev import graphql
 
 
 def test_demo_runs_as_designed(tmp_path: Path) -> None:
-    proc = v6("demo", "--dir", str(tmp_path / "demo"))
+    proc = v6("demo", "--dir", str(tmp_path / "demo"), env={"V6_ALERT_URLS": ""})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "no_naked_positions FAILED (1 naked position(s))" in out
@@ -29,11 +32,35 @@ def test_demo_runs_as_designed(tmp_path: Path) -> None:
         assert kind in out
     assert "conid 500004" in out  # the naked leg
     assert "conid 500005" not in out.split("discrepancy row(s):")[1]  # closed to 0: quiet
+    # The alert the sensor raises for it, as the on-call trader would read it.
+    alert = out.split("The alert discrepancy_alert_sensor raises for it:")[1]
+    assert "CRITICAL: 1 naked position(s) in DU222" in alert
+    assert "| Run: http://127.0.0.1:3000/runs/" in alert
+    assert "V6_ALERT_URLS is unset" in alert
+    assert "ERROR" not in proc.stderr  # shown once, not again by the sensor's own log
     assert "v6 demo --ui" in out
     assert (tmp_path / "demo" / "lake" / "position_discrepancies" / "_delta_log").is_dir()
     assert (tmp_path / "demo" / "dagster_home" / "dagster.yaml").is_file()
     # Running it again starts afresh, in the folder it made.
     assert v6("demo", "--dir", str(tmp_path / "demo")).returncode == 0
+
+
+def test_demo_sends_its_alert_where_V6_ALERT_URLS_points(tmp_path: Path) -> None:
+    with webhook() as hook:
+        proc = v6("demo", "--dir", str(tmp_path / "demo"), env={"V6_ALERT_URLS": hook.apprise_url})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [m["title"] for m in hook.received] == [
+        next(line.strip() for line in proc.stdout.splitlines() if "CRITICAL: 1 naked" in line)
+    ]
+    assert "NAKED: DU222 SPY 2026-12-18 580 P" in hook.received[0]["message"]
+    assert re.search(r"-> json://127\.0\.0\.1:\d+: delivered", proc.stdout), proc.stdout
+
+
+def test_demo_names_a_bad_alert_setting(tmp_path: Path) -> None:
+    proc = v6("demo", "--dir", str(tmp_path / "demo"), env={"V6_ALERT_URLS": "nonsense://x"})
+    assert proc.returncode == 1
+    assert "V6_ALERT_URLS: entry 1" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_demo_refuses_to_wipe_a_folder_it_did_not_make(tmp_path: Path) -> None:
@@ -94,23 +121,45 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert "invalid choice" in proc.stderr
 
 
-def test_demo_ui_serves_dagster_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+PARTITION_KEYS = """
+{ assetNodeOrError(assetKey: {path: ["position_discrepancies"]}) {
+    ... on AssetNode { partitionKeys } } }
+"""
+
+
+def test_demo_ui_serves_its_windows_ends_well_and_ctrl_c_stops_everything(
+    tmp_path: Path,
+) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "v6_pipeline.cli", "demo", "--ui", "--ui-port", str(port),
-         "--dir", str(tmp_path / "demo")],
+         "--dir", str(tmp_path / "demo"), "--fix-after", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        cwd=Path(__file__).parents[1],  # beside the repository's own dagster.yaml
     )  # fmt: skip
     try:
         info = json.loads(wait_for_ui(port, proc))
         assert "dagster_webserver_version" in info
+        keys = graphql(port, PARTITION_KEYS)["data"]["assetNodeOrError"]["partitionKeys"]
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
+    # The UI's windows start at the one the demo judged: no month of empty windows.
+    judged = re.search(r"Materializing window (\S+) \(UTC\)", out).group(1)
+    assert keys[0] == judged
+    assert len(keys) <= 3
+    # The story's end: the naked leg is closed in the log, so later windows are clean.
+    assert "wrote the update closing DU222 SPY 2026-12-18 580 P" in out
+    book = pl.read_delta(str(tmp_path / "demo" / "lake" / "position_updates"))
+    leg = book.filter((pl.col("account") == "DU222") & (pl.col("conid") == 500004))
+    assert leg.sort("timestamp")["position"].to_list()[-1] == 0
+    # Nothing a newcomer would take for a fault.
+    assert "SupersessionWarning" not in out
+    assert "Found a dagster instance configuration" not in out
     gateway_port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", out).group(1))
     for stopped in (port, gateway_port):
         with socket.socket() as s:

@@ -128,9 +128,8 @@ def _judged_windows(
 def _run_outcomes(instance: dg.DagsterInstance, after: int) -> tuple[list[Observation], int]:
     batches = [
         instance.fetch_run_status_changes(
-            dg.RunStatusChangeRecordsFilter(
-                event_type=kind, after_storage_id=after, job_names=JOBS
-            ),
+            # Filtered by job below: SQLite ignores `job_names`, PostgreSQL refuses it.
+            dg.RunStatusChangeRecordsFilter(event_type=kind, after_storage_id=after),
             limit=_BATCH,
             ascending=True,
         ).records
@@ -147,7 +146,7 @@ def _run_outcomes(instance: dg.DagsterInstance, after: int) -> tuple[list[Observ
     outcomes: list[Observation] = []
     for record in records:
         run = instance.get_run_by_id(record.run_id)
-        if run is None:
+        if run is None or run.job_name not in JOBS:
             continue
         live = not (_RANGE_TAGS & set(run.tags))
         window = run.tags.get("dagster/partition")

@@ -253,30 +253,36 @@ def _judge_windows(
     never = [w for w in windows if w not in taken]
     if never:
         # The judged windows keep their own materialization and verdicts; the rest fail.
+        # Yielded, not logged: stored at once, so each verdict can name its window's.
         for window in judged:
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=checks.ASSET,
-                    partition=window.key,
-                    metadata=md.judged_metadata(window, settings=settings, table=table),
-                )
+            yield dg.AssetMaterialization(
+                asset_key=checks.ASSET,
+                partition=window.key,
+                metadata=md.judged_metadata(window, settings=settings, table=table),
             )
-            for verdict in verdicts[window.key]:
-                context.log_event(verdict.evaluation(window.key))
+        _log_verdicts(context, verdicts)
         raise dg.Failure(description=never_snapshotted(never, now))
     for window in judged:
         context.add_asset_metadata(
             md.judged_metadata(window, settings=settings, table=table), partition_key=window.key
         )
     if single:
-        results = verdicts[judged[0].key]
-    else:
-        for key, window_verdicts in verdicts.items():
-            for verdict in window_verdicts:
-                context.log_event(verdict.evaluation(key))
-        results = checks.range_verdicts(verdicts)
-        context.log.info(_range_summary(judged))
+        yield dg.MaterializeResult(check_results=[v.result() for v in verdicts[judged[0].key]])
+        return
+    context.log.info(_range_summary(judged))
+    results = checks.range_verdicts(verdicts)
     yield dg.MaterializeResult(check_results=[v.result() for v in results])
+    # After the yield, each window's materialization is stored: its verdicts can target it.
+    _log_verdicts(context, verdicts)
+
+
+def _log_verdicts(
+    context: dg.AssetExecutionContext, verdicts: dict[str, list[checks.Verdict]]
+) -> None:
+    for key, window_verdicts in verdicts.items():
+        target = checks.judged_materialization(context.instance, key)
+        for verdict in window_verdicts:
+            context.log_event(verdict.evaluation(key, target))
 
 
 def _stream_liveness(

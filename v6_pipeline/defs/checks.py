@@ -14,6 +14,12 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
+# Not exported by `dagster`: the only way to tie a logged evaluation to its window's
+# materialization, which the UI needs to count it as that window's current result.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
 from v6_pipeline.defs import metadata as md
 from v6_pipeline.reconcile import DiscrepancyType
 from v6_pipeline.stream.liveness import StreamLiveness
@@ -80,7 +86,9 @@ class Verdict:
     metadata: dict[str, object]
     description: str | None = None
 
-    def evaluation(self, partition: str) -> dg.AssetCheckEvaluation:
+    def evaluation(
+        self, partition: str, target: AssetCheckEvaluationTargetMaterializationData | None
+    ) -> dg.AssetCheckEvaluation:
         return dg.AssetCheckEvaluation(
             asset_key=dg.AssetKey(ASSET),
             check_name=self.check,
@@ -89,6 +97,7 @@ class Verdict:
             metadata=self.metadata,
             description=self.description,
             partition=partition,
+            target_materialization_data=target,
         )
 
     def result(self) -> dg.AssetCheckResult:
@@ -99,6 +108,22 @@ class Verdict:
             metadata=self.metadata,
             description=self.description,
         )
+
+
+def judged_materialization(
+    instance: dg.DagsterInstance, partition: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The window's newest materialization of the asset, which its verdicts judge. The
+    UI shows a window's check result only when it targets that materialization."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(ASSET), asset_partitions=[partition]),
+        limit=1,
+    ).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
+    )
 
 
 def window_verdicts(

@@ -31,6 +31,9 @@ FINISHED = (
 )
 _FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 _BATCH = 500  # run ids per query: well under every database's limit on parameters
+# A pass deletes ~12 runs a second, so a year's backlog (~100,000 runs) would outlast run
+# monitoring's 2 hours: a pass takes the oldest 20,000 and leaves the rest to the next.
+MAX_PER_PASS = 20_000
 
 
 def _days(variable: str, raw: str) -> int:
@@ -102,6 +105,7 @@ class RetentionReport:
     policy: RetentionPolicy
     deleted: tuple[RunFacts, ...]
     kept_failed: int  # older than `run_days`, kept for failing or for a failed check
+    left: int = 0  # past retention, left to the next pass (MAX_PER_PASS)
 
     def sentence(self, job_name: str) -> str:
         healthy = sum(run.healthy for run in self.deleted)
@@ -111,6 +115,7 @@ class RetentionReport:
             f"{len(self.deleted) - healthy} failed or with a failed check older than "
             f"{self.policy.failed_days} days; kept {self.kept_failed} failed run(s) or "
             f"run(s) with a failed check older than {self.policy.run_days} days"
+            + (f"; {self.left} more past retention are left to the next pass" if self.left else "")
         )
 
     def metadata(self) -> dict[str, object]:
@@ -121,6 +126,7 @@ class RetentionReport:
             "deleted_runs": len(ids),
             "deleted_healthy_runs": sum(run.healthy for run in self.deleted),
             "kept_failed_runs": self.kept_failed,
+            "left_to_next_pass": self.left,
             "oldest_deleted_created_at": min(created).isoformat() if created else "",
             "newest_deleted_created_at": max(created).isoformat() if created else "",
             "deleted_run_ids": dg.MetadataValue.json(shown),
@@ -130,10 +136,15 @@ class RetentionReport:
 
 
 def prune_runs(
-    instance: dg.DagsterInstance, job_name: str, policy: RetentionPolicy, *, now: datetime
+    instance: dg.DagsterInstance,
+    job_name: str,
+    policy: RetentionPolicy,
+    *,
+    now: datetime,
+    max_runs: int = MAX_PER_PASS,
 ) -> RetentionReport:
-    """Delete `job_name`'s runs that `policy` lets go at `now`, with their event logs,
-    check results and captured logs."""
+    """Delete `job_name`'s runs that `policy` lets go at `now`, oldest first and at most
+    `max_runs`, with their event logs, check results and captured logs."""
     healthy_before, failed_before = policy.cutoffs(now)
     # Queries narrow by creation time and status; `expires_at` has the last word.
     old = instance.get_run_ids(
@@ -147,7 +158,8 @@ def prune_runs(
             created_after=failed_before,
         )
     )
-    flagged = _runs_with_failed_checks(instance, [*old, *succeeded])
+    # A failed check decides between the two cutoffs; older runs all go (it sorts the report).
+    flagged = _runs_with_failed_checks(instance, [*old[-max_runs:], *succeeded])
     kept_failed = len(set(succeeded) & flagged) + instance.get_runs_count(
         dg.RunsFilter(
             job_name=job_name,
@@ -156,9 +168,10 @@ def prune_runs(
             created_after=failed_before,
         )
     )
-    candidates = [*old, *(run_id for run_id in succeeded if run_id not in flagged)]
+    # Newest first from storage: reversed, so that a capped pass takes the oldest.
+    candidates = [*old[::-1], *(run_id for run_id in succeeded[::-1] if run_id not in flagged)]
     deleted: list[RunFacts] = []
-    for batch in _batches(candidates):
+    for batch in _batches(candidates[:max_runs]):
         records = instance.get_run_records(dg.RunsFilter(run_ids=batch))
         expired = [
             facts
@@ -167,7 +180,7 @@ def prune_runs(
         ]
         _delete(instance, [facts.run_id for facts in expired])
         deleted.extend(expired)
-    return RetentionReport(policy, tuple(deleted), kept_failed)
+    return RetentionReport(policy, tuple(deleted), kept_failed, max(0, len(candidates) - max_runs))
 
 
 def _facts(record: dg.RunRecord, flagged: set[str]) -> RunFacts:
@@ -252,8 +265,8 @@ def run_retention_op(job_name: str) -> dg.OpDefinition:
         name="prune_old_runs",
         description=(
             f"Delete runs of {job_name} and their event logs from the Dagster instance: "
-            "healthy runs after V6_RUN_RETENTION_DAYS (30), failed runs and runs with a "
-            "failed check after V6_FAILED_RUN_RETENTION_DAYS (180). The lake keeps every "
+            "healthy runs after V6_RUN_RETENTION_DAYS days, failed runs and runs with a "
+            "failed check after V6_FAILED_RUN_RETENTION_DAYS days. The lake keeps every "
             "window's results."
         ),
     )

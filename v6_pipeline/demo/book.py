@@ -32,7 +32,8 @@ DEMO_STALE_AFTER_S = 86_400
 
 _OPT = {"sec_type": "OPT", "multiplier": "100", "currency": "USD"}
 # (account, conid, symbol, expiry, strike, right, position, age)
-_UPDATES: list[tuple[str, int, str, str | None, float | None, str | None, float, timedelta]] = [
+_Update = tuple[str, int, str, str | None, float | None, str | None, float, timedelta]
+_UPDATES: list[_Update] = [
     ("DU111", 500001, "SPY", "20270115", 600.0, "C", -3.0, timedelta(hours=2)),
     ("DU111", 500002, "SPY", "20270115", 550.0, "P", 4.0, timedelta(hours=1)),
     ("DU111", 500005, "IWM", "20261218", 220.0, "P", 1.0, timedelta(hours=6)),
@@ -51,9 +52,14 @@ def portfolio_json() -> dict[str, Any]:
     return json.loads(portfolio_path().read_text())
 
 
-def demo_position_updates(now: datetime) -> pl.DataFrame:
-    """The Delta side of the demo, as `position_updates` rows written before `now`."""
-    rows = [
+# The naked leg, and the update that closes it: what `v6 stream` writes once the leg is
+# closed in TWS (IB already reports nothing), played by `v6 demo --ui`.
+NAKED_LEG = "DU222 SPY 2026-12-18 580 P"
+_CLOSING = ("DU222", 500004, "SPY", "20261218", 580.0, "P", 0.0, timedelta(0))
+
+
+def _option_rows(updates: list[_Update], now: datetime) -> list[dict[str, Any]]:
+    return [
         {
             "account": account,
             "conid": conid,
@@ -66,8 +72,18 @@ def demo_position_updates(now: datetime) -> pl.DataFrame:
             "avg_cost": None,
             "timestamp": now - age,
         }
-        for account, conid, symbol, expiry, strike, right, position, age in _UPDATES
+        for account, conid, symbol, expiry, strike, right, position, age in updates
     ]
+
+
+def closing_update(now: datetime) -> pl.DataFrame:
+    """The `position_updates` row that closes the naked leg at `now`."""
+    return pl.DataFrame(_option_rows([_CLOSING], now), schema=polars_schema(POSITION_UPDATES))
+
+
+def demo_position_updates(now: datetime) -> pl.DataFrame:
+    """The Delta side of the demo, as `position_updates` rows written before `now`."""
+    rows = _option_rows(_UPDATES, now)
     rows.append(
         {
             "account": "DU222",
