@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import polars as pl
 from ib_async import IB, Position
 
+from v6_pipeline.ib.decoder_log import DroppedPositionFrames
 from v6_pipeline.ib.errors import (
     ClientIdInUseError,
     ConnectivityLostError,
@@ -41,7 +42,7 @@ from v6_pipeline.ib.errors import (
     NonFinitePositionError,
     SnapshotTimeoutError,
 )
-from v6_pipeline.ib.protocol import ErrorCode, Outgoing
+from v6_pipeline.ib.protocol import ErrorCode
 from v6_pipeline.lake.schemas import IB_POSITION_SNAPSHOTS, polars_schema
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ _ONE_AT_A_TIME = threading.Lock()
 # How ib_async reports a failed connectAsync, which also raises the typed cause.
 _CONNECT_FAILED = "API connection failed: "
 # How ib_async's decoder logs a position frame it skipped.
-_POSITION_MSG_PREFIX = f"Error handling fields: ['{Outgoing.POSITION_DATA}'"
 
 T = TypeVar("T")
 
@@ -186,7 +186,8 @@ async def _attempt(
         nonlocal received
         received += 1
 
-    decoder_errors = _DecoderErrors()
+    dropped: list[str] = []  # raw fields of position frames the decoder skipped
+    decoder_errors = DroppedPositionFrames(dropped.append)
     ib.errorEvent += on_error
     ib.client.apiError += on_api_error
     ib.disconnectedEvent += on_disconnected
@@ -221,8 +222,8 @@ async def _attempt(
             raise failure.result()
         if not ib.client.isReady():
             raise GatewayDisconnectedError(host, port, stage, received)
-        if decoder_errors.count:
-            raise MalformedPositionError(decoder_errors.count, decoder_errors.example)
+        if dropped:
+            raise MalformedPositionError(len(dropped), dropped[0][:200])
         return checked_positions(_frame(rows)), accounts, server_version
     finally:
         decoder_errors.detach()
@@ -303,34 +304,6 @@ def checked_positions(positions: pl.DataFrame) -> pl.DataFrame:
             first["avg_cost"],
         )
     return positions.with_columns(pl.when(avg_cost.is_finite()).then(avg_cost).alias("avg_cost"))
-
-
-class _DecoderErrors(logging.Handler):
-    """Counts position frames ib_async's decoder logged and skipped."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.count = 0
-        self.example = ""
-        self._logger = logging.getLogger("ib_async.Decoder")
-        self._level = self._logger.level
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith(_POSITION_MSG_PREFIX):
-            self.count += 1
-            self.example = self.example or message.removeprefix("Error handling fields: ")[:200]
-
-    def attach(self) -> None:
-        # The decoder reports a skipped frame only through this logger: make sure it
-        # is not silenced by the user's logging configuration while we listen.
-        if not self._logger.isEnabledFor(logging.ERROR):
-            self._logger.setLevel(logging.ERROR)
-        self._logger.addHandler(self)
-
-    def detach(self) -> None:
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

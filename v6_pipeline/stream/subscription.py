@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 
 from ib_async import IB, Position
 
-from v6_pipeline.ib.protocol import ErrorCode, Outgoing
+from v6_pipeline.ib.decoder_log import DroppedPositionFrames
+from v6_pipeline.ib.protocol import ErrorCode
 from v6_pipeline.stream.updates import PositionUpdate, update
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # How ib_async's decoder logs a frame it dropped; position frames start with their id.
-_DROPPED = "Error handling fields: "
-_POSITION_FIELDS = f"['{Outgoing.POSITION_DATA}'"
 _RESTORED = (
     ErrorCode.CONNECTIVITY_RESTORED_DATA_LOST,
     ErrorCode.CONNECTIVITY_RESTORED_DATA_MAINTAINED,
@@ -69,7 +68,7 @@ class Subscription:
         self.accounts: tuple[str, ...] = ()
         self._on_message = on_message
         self._ib = IB()
-        self._dropped = _DroppedFrames(self._on_dropped)
+        self._dropped = DroppedPositionFrames(self._on_dropped)
         self.ended: asyncio.Future[Ended] = asyncio.get_running_loop().create_future()
 
     async def open(self, timeout_s: float) -> None:
@@ -183,28 +182,3 @@ class Subscription:
         if self.ended.done():
             raise SubscribeError(self.ended.result().reason)
         raise TimeoutError
-
-
-class _DroppedFrames(logging.Handler):
-    """Hears ib_async's decoder drop a position frame (it says so only in its log)."""
-
-    def __init__(self, callback: Callable[[str], None]) -> None:
-        super().__init__(level=logging.ERROR)
-        self._callback = callback
-        self._logger = logging.getLogger("ib_async.Decoder")
-        self._level = self._logger.level
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith(_DROPPED + _POSITION_FIELDS):
-            self._callback(message.removeprefix(_DROPPED)[:500])
-
-    def attach(self) -> None:
-        # The user's logging configuration must not silence what we listen to.
-        if not self._logger.isEnabledFor(logging.ERROR):
-            self._logger.setLevel(logging.ERROR)
-        self._logger.addHandler(self)
-
-    def detach(self) -> None:
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
