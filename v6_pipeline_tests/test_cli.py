@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -144,6 +145,7 @@ def test_demo_ui_serves_its_windows_ends_well_and_ctrl_c_stops_everything(
         info = json.loads(wait_for_ui(port, proc))
         assert "dagster_webserver_version" in info
         keys = graphql(port, PARTITION_KEYS)["data"]["assetNodeOrError"]["partitionKeys"]
+        closed = _wait_for_closing_row(tmp_path / "demo" / "lake", deadline_s=60)
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         out, _ = proc.communicate(timeout=60)
@@ -152,11 +154,14 @@ def test_demo_ui_serves_its_windows_ends_well_and_ctrl_c_stops_everything(
     judged = re.search(r"Materializing window (\S+) \(UTC\)", out).group(1)
     assert keys[0] == judged
     assert len(keys) <= 3
-    # The story's end: the naked leg is closed in the log, so later windows are clean.
-    assert "wrote the update closing DU222 SPY 2026-12-18 580 P" in out
-    book = pl.read_delta(str(tmp_path / "demo" / "lake" / "position_updates"))
-    leg = book.filter((pl.col("account") == "DU222") & (pl.col("conid") == 500004))
-    assert leg.sort("timestamp")["position"].to_list()[-1] == 0
+    # The story's end: `v6 stream` closed the naked leg in the log from IB's own answer,
+    # so later windows are clean; it heartbeats, and Ctrl-C stopped it too.
+    assert "started `v6 stream`" in out
+    assert closed, out
+    stream_log = (tmp_path / "demo" / "stream.log").read_text()
+    assert "repair: DU222 SPY 20261218 580 P (OPT) conid 500004: Delta -2 -> IB 0" in stream_log
+    assert pl.read_delta(str(tmp_path / "demo" / "lake" / "stream_status")).height >= 1
+    assert "v6 stream: ran " in stream_log, stream_log  # its summary: it stopped cleanly
     # Nothing a newcomer would take for a fault.
     assert "SupersessionWarning" not in out
     assert "Found a dagster instance configuration" not in out
@@ -164,6 +169,18 @@ def test_demo_ui_serves_its_windows_ends_well_and_ctrl_c_stops_everything(
     for stopped in (port, gateway_port):
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", stopped)) != 0, f"port {stopped} still open"
+
+
+def _wait_for_closing_row(lake: Path, *, deadline_s: float) -> bool:
+    """Whether the naked leg's latest `position_updates` row became 0 within the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        book = pl.read_delta(str(lake / "position_updates"))
+        leg = book.filter((pl.col("account") == "DU222") & (pl.col("conid") == 500004))
+        if leg.sort("timestamp")["position"].to_list()[-1] == 0:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def test_reconcile_names_a_bad_setting_without_a_traceback(tmp_path: Path) -> None:

@@ -52,10 +52,9 @@ def portfolio_json() -> dict[str, Any]:
     return json.loads(portfolio_path().read_text())
 
 
-# The naked leg, and the update that closes it: what `v6 stream` writes once the leg is
-# closed in TWS (IB already reports nothing), played by `v6 demo --ui`.
+# The naked leg: Delta holds it open, IB reports nothing (`v6 demo --ui`'s streamer
+# closes it in position_updates).
 NAKED_LEG = "DU222 SPY 2026-12-18 580 P"
-_CLOSING = ("DU222", 500004, "SPY", "20261218", 580.0, "P", 0.0, timedelta(0))
 
 
 def _option_rows(updates: list[_Update], now: datetime) -> list[dict[str, Any]]:
@@ -74,11 +73,6 @@ def _option_rows(updates: list[_Update], now: datetime) -> list[dict[str, Any]]:
         }
         for account, conid, symbol, expiry, strike, right, position, age in updates
     ]
-
-
-def closing_update(now: datetime) -> pl.DataFrame:
-    """The `position_updates` row that closes the naked leg at `now`."""
-    return pl.DataFrame(_option_rows([_CLOSING], now), schema=polars_schema(POSITION_UPDATES))
 
 
 def demo_position_updates(now: datetime) -> pl.DataFrame:

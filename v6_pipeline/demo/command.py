@@ -37,8 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=120,
         metavar="SECONDS",
-        help="with --ui: when the demo writes the update closing the naked leg, so that the "
-        "next window is clean (default %(default)s)",
+        help="with --ui: when the demo starts `v6 stream`, whose first snapshot closes the "
+        "naked leg in position_updates, so that the next window is clean (default %(default)s)",
     )
 
 

@@ -1,9 +1,10 @@
 """`v6 demo --ui`: `dagster dev` on the demo's data, and the end of the demo's story.
 
-The UI first shows the failing window the demo just judged. Then the demo plays the
-streamer's part: `fix_after` seconds later it writes the update closing the naked leg
-(as `v6 stream` would once the leg is closed in TWS), so the next scheduled window is
-clean, and the plots show both states over several windows within about ten minutes.
+The UI first shows the failing window the demo just judged. `fix_after` seconds later
+the demo starts `v6 stream` on the same gateway and lake: its first snapshot brings
+`position_updates` to what IB holds, closing the naked leg, so the next scheduled window
+is clean, and the plots show both states over several windows within about ten minutes.
+The streamer then keeps following the gateway (and heartbeating) until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
-from v6_pipeline.demo.book import NAKED_LEG, closing_update
-from v6_pipeline.lake.errors import LakeError
-from v6_pipeline.lake.lake import Lake
+from v6_pipeline.demo.book import NAKED_LEG
+
+STREAM_CLIENT_ID = "607"  # `v6 stream`'s default, apart from the pipeline's
 
 # `dagster dev` warns that `dg dev` supersedes it. `dg` needs the dagster-dg-cli
 # package, which the project does not install for this one command, and `dagster dev`
@@ -38,46 +40,68 @@ def serve_ui(
     print(f"\nStarting the Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops everything)")
     print(f"Its windows start at {first} UTC, the one just judged; the schedule judges a new")
     print("one every 5 minutes, and the alert sensors run (Automation).")
-    print(f"In {fix_after:g} s the demo writes the update closing {NAKED_LEG}, as `v6 stream`")
-    print("would once the leg is closed in TWS: from the next window on, no_naked_positions")
-    print("passes and the run is green.")
+    print(f"In {fix_after:g} s the demo starts `v6 stream`: its first snapshot writes what IB")
+    print(f"holds to position_updates, closing {NAKED_LEG}; from the next window on,")
+    print("no_naked_positions passes and the run is green.")
     # Its own process group, so Ctrl-C and the shutdown reach the daemon and webserver.
     # Run from the instance's folder: `dagster dev` warns about any other dagster.yaml in
     # its working folder (the repository's own, for one).
-    proc = subprocess.Popen(
-        command,
-        env={**os.environ, **settings, "PYTHONWARNINGS": warnings},
-        cwd=home,
-        start_new_session=True,
-    )
-    fix = threading.Timer(fix_after, _close_naked_leg, args=(Path(settings["V6_LAKE_DIR"]),))
-    fix.daemon = True
+    env = {**os.environ, **settings, "PYTHONWARNINGS": warnings}
+    proc = subprocess.Popen(command, env=env, cwd=home, start_new_session=True)
+    streamer = _Streamer(env, log_path=home.parent / "stream.log")
+    timer = threading.Timer(fix_after, streamer.start)
+    timer.daemon = True
     # Ctrl-C and a plain `kill` both stop everything; a shell script that starts us in the
     # background leaves SIGINT ignored, so restore it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        fix.start()
+        timer.start()
         return proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        fix.cancel()
+        timer.cancel()
+        streamer.stop()
         stop_group(proc)
 
 
-def _close_naked_leg(lake_dir: Path) -> None:
-    now = datetime.now(UTC)
-    try:
-        Lake(lake_dir).append_position_updates(closing_update(now))
-    except LakeError as exc:
-        print(f"\nv6 demo: could not write the closing update for {NAKED_LEG}: {exc}", flush=True)
-        return
-    print(
-        f"\nv6 demo: {now:%H:%M:%S} UTC: wrote the update closing {NAKED_LEG} to "
-        "position_updates; the next window judged is clean.",
-        flush=True,
-    )
+class _Streamer:
+    """`v6 stream` as a child process, its log in a file beside the demo's lake."""
+
+    def __init__(self, env: dict[str, str], *, log_path: Path) -> None:
+        self._env = {"V6_STREAM_CLIENT_ID": STREAM_CLIENT_ID, **env}
+        self._log_path = log_path
+        self._log: IO[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def start(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._log = self._log_path.open("ab")
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "v6_pipeline.stream"],
+                env=self._env,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        print(
+            f"\nv6 demo: {datetime.now(UTC):%H:%M:%S} UTC: started `v6 stream` (log: "
+            f"{self._log_path}); its first snapshot closes {NAKED_LEG} in position_updates.",
+            flush=True,
+        )
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._proc is not None:
+                stop_group(self._proc)  # SIGTERM: it flushes its pending rows first
+            if self._log is not None:
+                self._log.close()
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
