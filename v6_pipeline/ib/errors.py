@@ -120,9 +120,12 @@ class NonFinitePositionError(IBSnapshotError):
 
 
 class ConnectivityLostError(IBSnapshotError):
-    def __init__(self, code: int, message: str) -> None:
+    """A connectivity code that interrupts an answer (`connectivity.py`: those that fail)."""
+
+    def __init__(self, code: int, message: str, why: str = "") -> None:
         super().__init__(
-            f"IB Gateway reports its connection to IB is down (error {code}: {message}); "
-            "positions it reports now may be stale. Check the gateway's login and network; "
-            "the next run retries."
+            f"IB Gateway interrupted the positions answer with error {code} ({message})"
+            f"{': ' + why if why else ''}; the answer was discarded and the snapshot retried. "
+            "If it persists, check the gateway's login and network (a nightly reset ends by "
+            "itself)."
         )

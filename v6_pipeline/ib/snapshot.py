@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import polars as pl
 from ib_async import IB, Position
 
+from v6_pipeline.ib.connectivity import CONNECTIVITY
 from v6_pipeline.ib.decoder_log import DroppedPositionFrames
 from v6_pipeline.ib.errors import (
     ClientIdInUseError,
@@ -53,9 +54,13 @@ POSITIONS_SCHEMA: pl.Schema = polars_schema(
 )
 
 _ONE_AT_A_TIME = threading.Lock()
+# A handshake may take this share of what is left of the budget, so that a silent port
+# leaves time to try again; retries pause at most _MAX_PAUSE_S, so a gateway back from a
+# restart is found within seconds.
+_HANDSHAKE_SHARES = 3
+_MAX_PAUSE_S = 2.0
 # How ib_async reports a failed connectAsync, which also raises the typed cause.
 _CONNECT_FAILED = "API connection failed: "
-# How ib_async's decoder logs a position frame it skipped.
 
 T = TypeVar("T")
 
@@ -78,7 +83,7 @@ def take_snapshot(
     client_id: int,
     *,
     timeout_s: float = 30.0,
-    max_attempts: int = 3,
+    max_attempts: int | None = None,
     backoff_s: float = 0.5,
 ) -> IBSnapshot:
     """Blocking form of `take_snapshot_async`, safe to call from any thread."""
@@ -101,12 +106,14 @@ async def take_snapshot_async(
     client_id: int,
     *,
     timeout_s: float = 30.0,
-    max_attempts: int = 3,
+    max_attempts: int | None = None,
     backoff_s: float = 0.5,
 ) -> IBSnapshot:
     """Take one complete snapshot within `timeout_s`, retrying transient failures.
 
-    All attempts together stay within `timeout_s`; the last error is raised.
+    All attempts together stay within `timeout_s` (and number at most `max_attempts`
+    when given): a gateway restarting for less than the timeout is waited out, one
+    down for longer raises the last error.
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -119,15 +126,17 @@ async def take_snapshot_async(
         # A gateway that takes the connection and then says nothing would spend the whole
         # budget on one handshake: each handshake gets a share of what is left, so there
         # is time to try again. The positions download may use all that is left.
-        handshake_s = (deadline - time.monotonic()) / (max_attempts - attempt + 1)
+        shares = _HANDSHAKE_SHARES if max_attempts is None else max_attempts - attempt + 1
+        handshake_s = (deadline - time.monotonic()) / shares
         try:
             positions, accounts, server_version = await _attempt(
                 host, port, client_id, deadline, handshake_s, timeout_s
             )
         except IBSnapshotError as exc:
-            pause = backoff_s * 2 ** (attempt - 1)
+            pause = min(backoff_s * 2 ** (attempt - 1), _MAX_PAUSE_S)
             remaining = deadline - time.monotonic()
-            if not exc.transient or attempt >= max_attempts or remaining <= pause + 0.1:
+            last = max_attempts is not None and attempt >= max_attempts
+            if not exc.transient or last or remaining <= pause + 0.1:
                 log.error("IB snapshot failed after %d attempt(s): %s", attempt, exc)
                 raise
             log.warning(
@@ -172,8 +181,12 @@ async def _attempt(
     def on_error(req_id: int, code: int, message: str, contract: Any) -> None:
         if code == ErrorCode.CLIENT_ID_IN_USE:
             fail(ClientIdInUseError(client_id, host, port))
-        elif code == ErrorCode.CONNECTIVITY_LOST:
-            fail(ConnectivityLostError(code, message))
+        elif (known := CONNECTIVITY.get(code)) is None:
+            return
+        elif known.fails:
+            fail(ConnectivityLostError(code, message, known.why))
+        else:
+            log.warning("IB notice %d during the snapshot (%s): %s", code, message, known.why)
 
     def on_api_error(message: str) -> None:
         if not message.startswith(_CONNECT_FAILED):  # raised to us, with its type

@@ -152,7 +152,7 @@ FAULTS: dict[str, tuple[type[IBSnapshotError], tuple[str, ...]]] = {
     ),
     "connectivity-lost": (
         ConnectivityLostError,
-        (f"error {ErrorCode.CONNECTIVITY_LOST}", "connection to IB is down"),
+        (f"error {ErrorCode.CONNECTIVITY_LOST}", "interrupted the positions answer"),
     ),
     "delay:5": (SnapshotTimeoutError, ("within 2 s", "0 position(s) had arrived")),
     "nonfinite-position": (

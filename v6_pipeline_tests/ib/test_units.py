@@ -250,19 +250,24 @@ def test_changes_since_lists_changed_new_then_closed() -> None:
 # --- faults ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [n for n in FaultName if n is not FaultName.DELAY])
+_WITH_ARGUMENT = (FaultName.DELAY, FaultName.RESTART, FaultName.ERROR_MID_POSITIONS)
+
+
+@pytest.mark.parametrize("name", [n for n in FaultName if n not in _WITH_ARGUMENT])
 def test_every_fault_name_parses(name: FaultName) -> None:
     assert parse_fault(str(name)) == Fault(name)
     assert str(parse_fault(str(name))) == name.value
 
 
-def test_delay_takes_seconds() -> None:
-    assert parse_fault("delay:2.5") == Fault(FaultName.DELAY, 2.5)
-    assert str(Fault(FaultName.DELAY, 2.5)) == "delay:2.5"
+@pytest.mark.parametrize("name", [FaultName.DELAY, FaultName.RESTART])
+def test_delay_and_restart_take_seconds(name: FaultName) -> None:
+    assert parse_fault(f"{name}:2.5") == Fault(name, 2.5)
+    assert str(Fault(name, 2.5)) == f"{name}:2.5"
 
 
 @pytest.mark.parametrize(
-    "spelling", ["nope", "delay", "delay:", "delay:-1", "delay:inf", "no-position-end:3"]
+    "spelling",
+    ["nope", "delay", "delay:", "delay:-1", "delay:inf", "no-position-end:3", "restart:x"],
 )
 def test_bad_faults_are_refused(spelling: str) -> None:
     with pytest.raises(FaultError):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from v6_pipeline.ib import protocol
+from v6_pipeline.ib.connectivity import CONNECTIVITY
 from v6_pipeline.ib.gateway.faults import Fault, FaultName, active, delay_seconds
 from v6_pipeline.ib.gateway.portfolio import Portfolio, PortfolioPosition
 from v6_pipeline.ib.protocol import ErrorCode
@@ -19,22 +20,15 @@ from v6_pipeline.ib.protocol import ErrorCode
 _CLIENT_ID_IN_USE = (
     "Unable to connect as the client id is already in use. Retry with a unique client id."
 )
-_CONNECTIVITY_LOST = "Connectivity between IB and Trader Workstation has been lost."
 _READ_ONLY = (
     "Error validating request.-'bW' : cause - The API interface is currently in Read-Only mode."
 )
 
-# IB's texts for the connectivity notices, by the fault that sends each.
-_NOTICES: dict[FaultName, tuple[ErrorCode, str]] = {
-    FaultName.NOTICE_CONNECTIVITY_LOST: (ErrorCode.CONNECTIVITY_LOST, _CONNECTIVITY_LOST),
-    FaultName.NOTICE_RESTORED_DATA_LOST: (
-        ErrorCode.CONNECTIVITY_RESTORED_DATA_LOST,
-        "Connectivity between IB and Trader Workstation has been restored - data lost.",
-    ),
-    FaultName.NOTICE_RESTORED_DATA_KEPT: (
-        ErrorCode.CONNECTIVITY_RESTORED_DATA_MAINTAINED,
-        "Connectivity between IB and Trader Workstation has been restored - data maintained.",
-    ),
+# The connectivity notice each notice fault sends to every connected client.
+_NOTICES: dict[FaultName, ErrorCode] = {
+    FaultName.NOTICE_CONNECTIVITY_LOST: ErrorCode.CONNECTIVITY_LOST,
+    FaultName.NOTICE_RESTORED_DATA_LOST: ErrorCode.CONNECTIVITY_RESTORED_DATA_LOST,
+    FaultName.NOTICE_RESTORED_DATA_KEPT: ErrorCode.CONNECTIVITY_RESTORED_DATA_MAINTAINED,
 }
 # The account the unknown-account fault reports a position in (no gateway manages it).
 UNKNOWN_ACCOUNT = "DU0UNKNOWN"
@@ -67,9 +61,7 @@ def positions(
 ) -> PositionsAnswer:
     delay = delay_seconds(faults)
     if active(faults, FaultName.CONNECTIVITY_LOST):
-        payload = protocol.error(
-            server_version, protocol.NO_REQUEST_ID, ErrorCode.CONNECTIVITY_LOST, _CONNECTIVITY_LOST
-        )
+        payload = _connectivity(server_version, ErrorCode.CONNECTIVITY_LOST)
         return PositionsAnswer(delay, payload, subscribe=False, close=False, count=0)
 
     rows = portfolio.positions
@@ -81,6 +73,9 @@ def positions(
     if active(faults, FaultName.DROP_MID_POSITIONS):
         half = frames[: len(frames) // 2]
         return PositionsAnswer(delay, b"".join(half), subscribe=False, close=True, count=len(half))
+    for fault in faults:
+        if fault.name is FaultName.ERROR_MID_POSITIONS:
+            frames.insert(len(frames) // 2, _connectivity(server_version, fault.code))
     if not active(faults, FaultName.NO_POSITION_END):
         frames.append(protocol.position_end())
     return PositionsAnswer(delay, b"".join(frames), subscribe=True, close=False, count=len(rows))
@@ -150,10 +145,13 @@ def position_updates(changes: Sequence[PortfolioPosition], faults: Sequence[Faul
 def notices(faults: Sequence[Fault], server_version: int) -> bytes:
     """The unsolicited error frames the notice faults among `faults` send."""
     return b"".join(
-        protocol.error(server_version, protocol.NO_REQUEST_ID, *_NOTICES[f.name])
-        for f in faults
-        if f.name in _NOTICES
+        _connectivity(server_version, _NOTICES[f.name]) for f in faults if f.name in _NOTICES
     )
+
+
+def _connectivity(server_version: int, code: int) -> bytes:
+    """Connectivity code `code` as IB sends it: to no request, with IB's text."""
+    return protocol.error(server_version, protocol.NO_REQUEST_ID, code, CONNECTIVITY[code].text)
 
 
 def start(portfolio: Portfolio, next_order_id: int) -> bytes:

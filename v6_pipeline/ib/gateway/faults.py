@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from v6_pipeline.ib.connectivity import CONNECTIVITY
+
 
 class FaultName(StrEnum):
     NO_POSITION_END = "no-position-end"
@@ -43,29 +45,41 @@ class FaultName(StrEnum):
     """error 1102 (restored, data maintained) to every connected client, once, when set"""
     DELAY = "delay"
     """wait `seconds` before answering reqPositions"""
+    ERROR_MID_POSITIONS = "error-mid-positions"
+    """connectivity code `code` (IB's text) after half of the positions, then the rest
+    and positionEnd, as IB sends a notice mid-answer"""
+    RESTART = "restart"
+    """drop every connection and refuse new ones for `seconds`, then serve again, once,
+    when set (IB's nightly reset)"""
 
 
+# The faults that take an argument, and what it is.
+_ARGUMENTS = {FaultName.DELAY: "SECONDS", FaultName.RESTART: "SECONDS"}
+_ARGUMENTS[FaultName.ERROR_MID_POSITIONS] = "CODE"
 # How each is spelled on the command line, for help texts and error messages.
 FAULT_SPELLINGS: tuple[str, ...] = tuple(
-    f"{name}:SECONDS" if name is FaultName.DELAY else str(name) for name in FaultName
+    f"{name}:{_ARGUMENTS[name]}" if name in _ARGUMENTS else str(name) for name in FaultName
 )
 
 
 class FaultError(ValueError):
-    """An unknown fault name or a bad delay."""
+    """An unknown fault name or a bad argument."""
 
 
 @dataclass(frozen=True, slots=True)
 class Fault:
     name: FaultName
     seconds: float = 0.0
+    code: int = 0  # error-mid-positions: the connectivity code sent
 
     def __str__(self) -> str:
-        return f"{self.name}:{self.seconds:g}" if self.name is FaultName.DELAY else str(self.name)
+        if self.name is FaultName.ERROR_MID_POSITIONS:
+            return f"{self.name}:{self.code}"
+        return f"{self.name}:{self.seconds:g}" if self.name in _ARGUMENTS else str(self.name)
 
 
 def parse_fault(spelling: str) -> Fault:
-    """`"no-position-end"` or `"delay:2.5"` -> Fault."""
+    """`"no-position-end"`, `"delay:2.5"`, `"error-mid-positions:1101"` -> Fault."""
     name, _, argument = spelling.strip().partition(":")
     try:
         fault_name = FaultName(name)
@@ -73,16 +87,21 @@ def parse_fault(spelling: str) -> Fault:
         raise FaultError(
             f"unknown fault {spelling!r}; known: {', '.join(FAULT_SPELLINGS)}"
         ) from None
-    if fault_name is not FaultName.DELAY:
+    if fault_name not in _ARGUMENTS:
         if argument:
             raise FaultError(f"fault {name!r} takes no argument, got {spelling!r}")
         return Fault(fault_name)
+    if fault_name is FaultName.ERROR_MID_POSITIONS:
+        if not argument.strip().isdigit() or int(argument) not in CONNECTIVITY:
+            codes = ", ".join(map(str, CONNECTIVITY))
+            raise FaultError(f"{name} needs a connectivity code ({codes}); got {spelling!r}")
+        return Fault(fault_name, code=int(argument))
     try:
         seconds = float(argument)
     except ValueError:
-        raise FaultError(f"delay needs seconds, as in 'delay:2.5'; got {spelling!r}") from None
+        raise FaultError(f"{name} needs seconds, as in '{name}:2.5'; got {spelling!r}") from None
     if not (math.isfinite(seconds) and seconds >= 0):
-        raise FaultError(f"delay must be a non-negative number of seconds, got {spelling!r}")
+        raise FaultError(f"{name} must be a non-negative number of seconds, got {spelling!r}")
     return Fault(fault_name, seconds)
 
 
@@ -92,6 +111,11 @@ def parse_faults(spellings: Iterable[str | Fault]) -> tuple[Fault, ...]:
 
 def active(faults: Iterable[Fault], name: FaultName) -> bool:
     return any(f.name is name for f in faults)
+
+
+def restart_seconds(faults: Iterable[Fault]) -> float | None:
+    """How long a restart fault among `faults` keeps the gateway down; None: none."""
+    return next((f.seconds for f in faults if f.name is FaultName.RESTART), None)
 
 
 def delay_seconds(faults: Iterable[Fault]) -> float:

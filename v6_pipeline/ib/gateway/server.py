@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from v6_pipeline.ib.gateway.answers import PositionsAnswer
-from v6_pipeline.ib.gateway.faults import Fault, parse_faults
+from v6_pipeline.ib.gateway.faults import Fault, parse_faults, restart_seconds
 from v6_pipeline.ib.gateway.portfolio import Portfolio, PortfolioPosition, load_portfolio
 from v6_pipeline.ib.gateway.session import Session
 
@@ -77,6 +77,7 @@ class Gateway:
         self._clients: dict[int, Session] = {}
         self._requests: deque[ReceivedRequest] = deque(maxlen=_HISTORY)
         self._snapshots: deque[SnapshotServed] = deque(maxlen=_HISTORY)
+        self._restarting: asyncio.Task[None] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, **options: Any) -> Gateway:
@@ -86,14 +87,28 @@ class Gateway:
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._listen()
+        log.info("gateway listening on %s:%d", self.host, self.port)
+        if (seconds := restart_seconds(self._faults)) is not None:
+            self._restart(seconds)
+
+    async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("gateway listening on %s:%d", self.host, self.port)
 
     async def close(self) -> None:
         """Stop listening and close every connection."""
+        if self._restarting is not None:
+            self._restarting.cancel()
         if self._server is None:
             return
+        await self._hang_up()
+        self._server = None
+        log.info("gateway on %s:%d stopped", self.host, self.port)
+
+    async def _hang_up(self) -> None:
+        """Stop listening (new connections are refused) and drop every connection."""
+        assert self._server is not None
         self._server.close()
         # Aborting the sockets ends each session's read; cancelling its task instead
         # would make asyncio log the cancellation as an error.
@@ -102,8 +117,18 @@ class Gateway:
             session.abort()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
-        self._server = None
-        log.info("gateway on %s:%d stopped", self.host, self.port)
+
+    def _restart(self, seconds: float) -> None:
+        """Go down for `seconds` and come back on the same port, as IB's nightly reset."""
+
+        async def restart() -> None:
+            log.info("fault: restarting; refusing connections for %g s", seconds)
+            await self._hang_up()
+            await asyncio.sleep(seconds)
+            await self._listen()
+            log.info("fault: restarted; listening on %s:%d again", self.host, self.port)
+
+        self._restarting = asyncio.ensure_future(restart())
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -168,6 +193,8 @@ class Gateway:
         added = tuple(f for f in self._faults if f not in before)
         for session in list(self._sessions):
             session.notify(added)
+        if (seconds := restart_seconds(added)) is not None:
+            self._restart(seconds)
 
     def set_portfolio(self, portfolio: Portfolio) -> tuple[PortfolioPosition, ...]:
         """Serve `portfolio` from now on; push the changed, new and closed positions to
