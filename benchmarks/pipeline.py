@@ -4,6 +4,14 @@ under 5 minutes. Prints each stage's time beside its target.
 
     .venv/bin/python benchmarks/pipeline.py                                   # full size
     .venv/bin/python benchmarks/pipeline.py --rows 200000 --positions 2000 --windows 12
+    .venv/bin/python benchmarks/pipeline.py --lake s3://BUCKET/v6/lake ...     # and on S3
+    .venv/bin/python benchmarks/pipeline.py --moto ...   # S3 = moto's server on loopback
+
+`--lake s3://...` runs everything twice, on local disk and on that lake (the `AWS_*`
+settings from the environment; the prefix should be empty), and prints both columns side
+by side. `--moto` serves the S3 API from moto's server (`moto[server]`, the dev extra) on
+a free loopback port with a fresh bucket: a Python emulator, slower per request than a
+real store, so its column shows what the object-store round trips cost, not AWS's figures.
 
 Setup (timed apart, not part of the claim): a temp lake whose `position_updates` holds
 `--rows` rows of 50k keys written in many appends by `read_latest.generate` (a year of
@@ -97,8 +105,14 @@ def rows_for(keys: np.ndarray, ts_us: np.ndarray, books: Books, seed: int) -> pl
 
 def append(uri: str, frame: pl.DataFrame) -> None:
     from v6_pipeline.lake import schemas
+    from v6_pipeline.lake.storage import storage_options
 
-    write_deltalake(uri, frame.to_arrow().cast(schemas.POSITION_UPDATES), mode="append")
+    write_deltalake(
+        uri,
+        frame.to_arrow().cast(schemas.POSITION_UPDATES),
+        mode="append",
+        storage_options=storage_options(uri),
+    )
 
 
 def us(at: datetime) -> int:
@@ -269,26 +283,46 @@ def backfill_child(spec: dict[str, object]) -> None:
 
 
 class Table:
+    """Stage times of one lake; `side_by_side` prints several lakes' tables as columns."""
+
     def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str, str]] = []
+        # (section, stage, seconds, target): a stage is named within its section.
+        self.rows: list[tuple[str, str, float | None, float | None]] = []
+        self._section = ""
 
     def add(self, stage: str, seconds: float | None, target: float | None = None) -> None:
-        secs = "-" if seconds is None else f"{seconds:.2f}"
-        if target is None:
-            self.rows.append((stage, secs, "", ""))
-        else:
-            met = "-" if seconds is None else ("yes" if seconds < target else "NO")
-            self.rows.append((stage, secs, f"< {target:g}", met))
+        self.rows.append((self._section, stage, seconds, target))
 
     def section(self, title: str) -> None:
-        self.rows.append((f"[{title}]", "", "", ""))
+        self._section = title
+        self.rows.append((title, f"[{title}]", None, None))
 
-    def print(self) -> None:
-        width = max(len(r[0]) for r in self.rows) + 2
-        print(f"\n{'stage':<{width}}{'seconds':>10}{'target s':>12}{'met?':>7}")
-        print("-" * (width + 29))
-        for stage, secs, target, met in self.rows:
-            print(f"{stage:<{width}}{secs:>10}{target:>12}{met:>7}")
+
+def side_by_side(tables: dict[str, Table]) -> None:
+    """One row per stage, with a seconds and a met? column per lake; a stage only one
+    lake recorded sits after the stage it followed there."""
+    order: list[tuple[str, str]] = []
+    for table in tables.values():
+        at = 0
+        for section, stage, _, _ in table.rows:
+            if (section, stage) in order:
+                at = order.index((section, stage)) + 1
+            else:
+                order.insert(at, (section, stage))
+                at += 1
+    found = {name: {(r[0], r[1]): r[2:] for r in table.rows} for name, table in tables.items()}
+    width = max(len(stage) for _, stage in order) + 2
+    head = "".join(f"{name + ' s':>12}{'met?':>6}" for name in tables)
+    print(f"\n{'stage':<{width}}{head}{'target s':>11}")
+    print("-" * (width + 18 * len(tables) + 11))
+    for key in order:
+        target = next((f[key][1] for f in found.values() if key in f), None)
+        cells = ""
+        for times in found.values():
+            seconds = times[key][0] if key in times else None
+            met = "" if target is None or seconds is None else "yes" if seconds < target else "NO"
+            cells += f"{'-' if seconds is None else f'{seconds:.2f}':>12}{met:>6}"
+        print(f"{key[1]:<{width}}{cells}{'' if target is None else f'< {target:g}':>11}")
 
 
 def main() -> None:
@@ -299,6 +333,14 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=200, help="commits of the history")
     parser.add_argument("--streamer-rows", type=int, default=2_000, help="append after warm-up")
     parser.add_argument("--backfill-timeout-s", type=float, default=3600.0)
+    parser.add_argument(
+        "--lake",
+        metavar="URI",
+        help="also run on this lake (s3://BUCKET/PREFIX, AWS_* from the environment)",
+    )
+    parser.add_argument(
+        "--moto", action="store_true", help="the S3 lake on moto's server on loopback"
+    )
     parser.add_argument("--backfill-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backfill_child:
@@ -313,13 +355,34 @@ def main() -> None:
     os.environ["DAGSTER_HOME"] = str(root / "dagster_home")
     (root / "dagster_home").mkdir()
     (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    server = None
     try:
-        bench(args, root)
+        lakes = {"local": str(root / "lake")}
+        if args.moto:
+            from v6_pipeline_tests.production.s3 import start_s3
+
+            server = start_s3()
+            os.environ.update(server.env())  # the backfill's child process reads them too
+            lakes["s3"] = args.lake or f"s3://{server.new_bucket()}/v6/lake"
+        elif args.lake:
+            lakes["s3"] = args.lake
+        if "s3" in lakes:
+            from v6_pipeline.lake.storage import storage_options
+
+            # read_latest.generate passes delta-rs no options: it reads them from here.
+            os.environ.update(storage_options(lakes["s3"]) or {})
+        results = {name: bench(args, lake_dir) for name, lake_dir in lakes.items()}
     finally:
+        if server is not None:
+            server.stop()
         shutil.rmtree(root, ignore_errors=True)
+    for name, (_, said) in results.items():
+        print(f"\n== {name}: {lakes[name]}\n" + "\n".join(said))
+    side_by_side({name: table for name, (table, _) in results.items()})
 
 
-def bench(args: argparse.Namespace, root: Path) -> None:
+def bench(args: argparse.Namespace, lake_dir: str) -> tuple[Table, list[str]]:
+    """Set up `lake_dir` and run the claim on it: the stage times, and what the runs said."""
     import dagster as dg
 
     from v6_pipeline.definitions import build_defs
@@ -334,10 +397,10 @@ def bench(args: argparse.Namespace, root: Path) -> None:
     from v6_pipeline.ib.snapshot import take_snapshot
     from v6_pipeline.lake import Lake
     from v6_pipeline.lake.paths import POSITION_UPDATES
+    from v6_pipeline.lake.storage import storage_options
     from v6_pipeline.run.runner import run_windows
 
     table = Table()
-    lake_dir = root / "lake"
     lake = Lake(lake_dir)
     uri = lake.uri(POSITION_UPDATES)
     now = datetime.now(UTC)
@@ -356,7 +419,7 @@ def bench(args: argparse.Namespace, root: Path) -> None:
     books = plan_books(args.positions, seed=3)
     began = time.perf_counter()
     commits = settle_and_trickle(uri, books, churn_end, now - timedelta(minutes=1))
-    table.add(f"settle + streamer trickle to now ({commits} appends)", time.perf_counter() - began)
+    table.add("settle + streamer trickle to now", time.perf_counter() - began)
 
     began = time.perf_counter()
     book = portfolio(books)
@@ -381,7 +444,7 @@ def bench(args: argparse.Namespace, root: Path) -> None:
         defs = build_defs(
             {
                 "ib": IBGatewayResource(port=gw.port, timeout_s="60"),
-                "lake": LakeResource(lake_dir=str(lake_dir)),
+                "lake": LakeResource(lake_dir=lake_dir),
                 "settings": ReconciliationSettings(),
                 "alerts": AlertsResource(),
             },
@@ -399,7 +462,7 @@ def bench(args: argparse.Namespace, root: Path) -> None:
         began = time.perf_counter()
         streamer_append(uri, books, datetime.now(UTC), args.streamer_rows)
         table.add(f"streamer append ({args.streamer_rows:,} rows)", time.perf_counter() - began)
-        files = len(DeltaTable(uri).file_uris())
+        files = len(DeltaTable(uri, storage_options=storage_options(uri)).file_uris())
 
         # --- the claim: the newest closed window, live
         key = window_key(last_closed_window(datetime.now(UTC)))
@@ -407,27 +470,36 @@ def bench(args: argparse.Namespace, root: Path) -> None:
         live = run_windows(defs, key, instance=instance, log_level="CRITICAL")
         live_wall = time.perf_counter() - began
         live_times = run_times(instance, live.run_id)
+
+        # --- its peer: the same window live again with no critical candidate (the naked
+        # legs closed in Delta, the stored snapshots forgotten), so nothing is confirmed
+        forget_window(lake, last_closed_window(datetime.now(UTC)))
+        naked = books.planted[-PLANTED["NAKED_POSITION"] :]
+        closes = rows_for(naked, np.full(len(naked), us(datetime.now(UTC))), books, seed=7)
+        append(uri, closes.with_columns(position=pl.lit(0.0)))
+        began = time.perf_counter()
+        plain = run_windows(defs, key, instance=instance, log_level="CRITICAL")
+        plain_wall = time.perf_counter() - began
     finally:
         gw.stop()
 
-    table.section(f"one window {key} (live)")
+    table.section("one window (live)")
     for step in STEPS:
-        table.add(
-            f"{step} step ({live_times.step_status.get(step, '?')})", live_times.steps.get(step)
-        )
+        table.add(f"{step} step", live_times.steps.get(step))
     snap_md = live_times.metadata.get("ib_position_snapshot", {})
-    read_md = live_times.metadata.get("delta_latest_positions", {})
     table.add(
         "  of which IB snapshot (snapshot_duration_s)", _num(snap_md.get("snapshot_duration_s"))
     )
-    table.add("  of which Delta read (read_s)", _num(read_md.get("read_s")))
     table.add("run (RUN_START to end)", live_times.run_s)
     table.add("TOTAL wall (run_windows)", live_wall, LIVE_TARGET_S)
+    table.section("the same window, no critical candidate (not confirmed)")
+    table.add("TOTAL wall (run_windows)", plain_wall, LIVE_TARGET_S)
+    table.add("  confirmation's cost (the difference)", live_wall - plain_wall)
 
     # --- the claim: a day's backfill in one run
     spec = {
         "port": 1,
-        "lake_dir": str(lake_dir),
+        "lake_dir": lake_dir,
         "first": first_key,
         "last": last_key,
         "start": day.isoformat(),
@@ -450,29 +522,25 @@ def bench(args: argparse.Namespace, root: Path) -> None:
         print(f"\nbackfill stopped after {args.backfill_timeout_s:g} s (--backfill-timeout-s)")
     child_s = time.perf_counter() - began
     runs = instance.get_run_records(
-        dg.RunsFilter(tags={"dagster/asset_partition_range_start": first_key})
+        dg.RunsFilter(tags={"dagster/asset_partition_range_start": first_key}), limit=1
     )
+    run_id = child["run_id"] if child else runs[0].dagster_run.run_id if runs else None
     n = len(windows)
     target = BACKFILL_TARGET_S * n / DAY_WINDOWS
-    table.section(f"backfill {first_key}..{last_key} ({n} windows, one run)")
+    table.section(f"backfill of {n} windows, one run")
+    bf = run_times(instance, run_id) if run_id else RunTimes()
+    for step in STEPS:
+        table.add(f"{step} step", bf.steps.get(step))
+    for step in STEPS[1:]:
+        if each := bf.per_window.get(step, []):
+            table.add(f"  {step} per window (avg)", sum(each) / len(each))
+            table.add(f"  {step} slowest window", max(each))
+    table.add("run (RUN_START to end)", bf.run_s or None)
+    avg = [sum(e) / len(e) for step in STEPS[1:] if (e := bf.per_window.get(step))]
     estimate = None
-    if runs:
-        bf = run_times(instance, runs[0].dagster_run.run_id)
-        for step in STEPS:
-            table.add(f"{step} step ({bf.step_status.get(step, 'unfinished')})", bf.steps.get(step))
-        for step in STEPS[1:]:
-            each = bf.per_window.get(step, [])
-            if each:
-                table.add(
-                    f"  {step} per window (avg of {len(each)}; "
-                    f"min {min(each):.2f}, max {max(each):.2f})",
-                    sum(each) / len(each),
-                )
-        table.add("run (RUN_START to end)", bf.run_s or None)
-        avg = [sum(e) / len(e) for step in STEPS[1:] if (e := bf.per_window.get(step))]
-        if child is None and avg:  # stopped: the finished windows' pace, over all of them
-            per_window = sum(avg) if len(avg) == 2 else 2 * avg[0]
-            estimate = bf.steps.get(STEPS[0], 0.0) + n * per_window
+    if child is None and avg:  # stopped: the finished windows' pace, over all of them
+        per_window = sum(avg) if len(avg) == 2 else 2 * avg[0]
+        estimate = bf.steps.get(STEPS[0], 0.0) + n * per_window
     wall = child["wall_s"] if child else None
     label = "TOTAL wall (run_windows)" + ("" if n == DAY_WINDOWS else " (target pro rata)")
     table.add(label, wall, target)
@@ -481,23 +549,36 @@ def bench(args: argparse.Namespace, root: Path) -> None:
         table.add("  ESTIMATED from the finished windows' pace", estimate, target)
     table.add("  child process incl. imports (not claimed)", child_s)
 
-    print(
-        f"\n== v6_pipeline end to end: {os.cpu_count()} cores, {args.rows:,} position_updates "
+    defaults = ReconciliationSettings()
+    said = [
+        f"v6_pipeline end to end: {os.cpu_count()} cores, {args.rows:,} position_updates "
         f"rows, {KEYS:,} keys, {args.positions:,} IB positions over {len(ACCOUNTS)} accounts, "
-        f"{n} backfill windows; position_updates in {files:,} files"
-    )
-    table.print()
-    print(
-        f"\nlive window: success={live.success} naked_check_passed={live.naked_check_passed} "
-        f"discrepancies={live.discrepancies.height} (planted {PLANTED})"
-        + (f"\n  failure: {live.failure}" if live.failure else "")
-    )
+        f"{n} backfill windows; position_updates in {files:,} files after {commits} settling "
+        "and trickle appends",
+        f"live window {key}: success={live.success} naked_check_passed={live.naked_check_passed} "
+        f"discrepancies={live.discrepancies.height} (planted {PLANTED}); steps "
+        f"{live_times.step_status}" + (f"\n  failure: {live.failure}" if live.failure else ""),
+        f"the same window unconfirmed: naked_check_passed={plain.naked_check_passed} "
+        f"discrepancies={plain.discrepancies.height}; settle {defaults.settle_s} s, confirm "
+        f"after {defaults.confirm_after_s} s (the defaults)",
+    ]
     if child:
-        print(
-            f"backfill: success={child['success']} naked_check_passed="
-            f"{child['naked_check_passed']} discrepancies={child['discrepancies']}"
-            + (f"\n  failure: {child['failure']}" if child["failure"] else "")
+        said.append(
+            f"backfill {first_key}..{last_key}: success={child['success']} naked_check_passed="
+            f"{child['naked_check_passed']} discrepancies={child['discrepancies']}; steps "
+            f"{bf.step_status}" + (f"\n  failure: {child['failure']}" if child["failure"] else "")
         )
+    return table, said
+
+
+def forget_window(lake, window: datetime) -> None:  # lake: v6_pipeline.lake.Lake
+    """Make `window` never snapshotted again (its log rows, first and confirming, gone)."""
+    from v6_pipeline.lake import paths, schemas
+    from v6_pipeline.lake.windows import write_windows
+
+    for name in (paths.IB_SNAPSHOT_LOG, paths.IB_CONFIRMING_SNAPSHOT_LOG):
+        empty = pl.DataFrame(schema=pl.from_arrow(schemas.IB_SNAPSHOT_LOG.empty_table()).schema)
+        write_windows(lake.uri(name), empty, window_starts=[window], schema=schemas.IB_SNAPSHOT_LOG)
 
 
 def _num(value: object) -> float | None:

@@ -13,7 +13,7 @@ import dagster as dg
 from v6_pipeline.defs.assets import reconciliation_assets
 from v6_pipeline.defs.jobs import lake_maintenance_job, reconciliation_job
 from v6_pipeline.defs.partitions import partitions_start, window_partitions
-from v6_pipeline.defs.resources import check_settings, resources_from_env
+from v6_pipeline.defs.resources import AlertsResource, check_settings, resources_from_env
 from v6_pipeline.defs.retention import RunRetentionResource
 from v6_pipeline.defs.schedules import lake_maintenance_schedule, reconciliation_schedule
 from v6_pipeline.defs.sensors import ALERT_SENSORS
@@ -24,8 +24,8 @@ def build_defs(
 ) -> dg.Definitions:
     """The project's definitions bound to `resources` (tests bind their own), checked;
     the first window is `start`, else `V6_PARTITIONS_START`'s."""
-    # Run retention has defaults for callers that bind only the pipeline's resources.
-    resources = {"retention": RunRetentionResource(), **resources}
+    # Retention and alerts have defaults for callers that bind only the pipeline's own.
+    resources = {"retention": RunRetentionResource(), "alerts": AlertsResource(), **resources}
     check_settings(resources)
     windows = window_partitions(start or partitions_start())
     return dg.Definitions(

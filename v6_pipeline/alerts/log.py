@@ -17,6 +17,7 @@ from deltalake import DeltaTable, write_deltalake
 from v6_pipeline.alerts.delivery import Outcome
 from v6_pipeline.lake import paths
 from v6_pipeline.lake.paths import table_uri
+from v6_pipeline.lake.storage import reported, storage_options
 
 TABLE = paths.ALERT_LOG
 MAX_BODY_CHARS = 4000
@@ -49,16 +50,20 @@ def append(lake_dir: str | os.PathLike[str], outcomes: Sequence[Outcome]) -> int
     if not outcomes:
         return 0
     rows = pa.Table.from_pylist([_row(o) for o in outcomes], schema=SCHEMA)
-    write_deltalake(alert_log_uri(lake_dir), rows, mode="append")
+    uri = alert_log_uri(lake_dir)
+    with reported(os.fspath(lake_dir)):
+        write_deltalake(uri, rows, mode="append", storage_options=storage_options(uri))
     return rows.num_rows
 
 
 def read(lake_dir: str | os.PathLike[str]) -> pl.DataFrame:
     """Every row, oldest first; empty (with the schema) when nothing was logged yet."""
     uri = alert_log_uri(lake_dir)
-    if not DeltaTable.is_deltatable(uri):
-        return pl.DataFrame(pl.from_arrow(SCHEMA.empty_table()))
-    return pl.read_delta(uri).sort("sent_at", maintain_order=True)
+    options = storage_options(uri)
+    with reported(os.fspath(lake_dir)):
+        if not DeltaTable.is_deltatable(uri, storage_options=options):
+            return pl.DataFrame(pl.from_arrow(SCHEMA.empty_table()))
+        return pl.read_delta(uri, storage_options=options).sort("sent_at", maintain_order=True)
 
 
 def _row(o: Outcome) -> dict[str, object]:

@@ -17,6 +17,7 @@ import dagster as dg
 import polars as pl
 
 from v6_pipeline.alerts.observations import Leg, Observation, RunFailed, RunSucceeded, WindowJudged
+from v6_pipeline.confirm import INFO
 from v6_pipeline.defs.checks import ASSET
 from v6_pipeline.defs.partitions import window_start
 from v6_pipeline.lake import Lake
@@ -116,7 +117,7 @@ def _judged_windows(
                 window_key=key,
                 as_of=datetime.fromtimestamp(as_of.value, UTC) if as_of else _utc(record.timestamp),
                 judged_at=_utc(record.timestamp),
-                legs=tuple(Leg.from_row(row) for row in mine.iter_rows(named=True)),
+                legs=tuple(Leg.from_row(row) for row in _alertable(mine).iter_rows(named=True)),
                 live=bool(getattr(metadata.get("judged_live"), "value", False))
                 and not (run and _RANGE_TAGS & set(run.tags)),
                 run_id=record.run_id,
@@ -178,3 +179,8 @@ def _failure(instance: dg.DagsterInstance, record: dg.EventLogRecord) -> tuple[s
 
 def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _alertable(rows: pl.DataFrame) -> pl.DataFrame:
+    """The rows that may alert: a near miss (RESOLVED_IN_FLIGHT, info) is shown, not sent."""
+    return rows.filter(pl.col("severity") != INFO) if rows.height else rows

@@ -6,7 +6,10 @@
   `taken_at`, stored per window in `delta_latest_positions` (the open positions and
   every key IB reported: all that the judgment reads), so the UI and a later reader
   see exactly what each window was judged against.
-- `position_discrepancies`: the judgment of those two stored inputs, with its checks.
+- `position_discrepancies`: the judgment of those two stored inputs, with its checks. A
+  live window's critical candidate is confirmed by a second snapshot (stored in
+  `ib_confirming_snapshots`, judged again by any later run of the window); what it does
+  not repeat is recorded as RESOLVED_IN_FLIGHT (README, "Fills in flight").
 
 A range runs as one run (`BackfillPolicy.single_run()`) and writes each table in one
 commit; every window still gets its own metadata and check verdicts. Windows of a
@@ -15,13 +18,17 @@ windows of the same run keep their results (see README, "Windows, snapshots and
 backfills").
 """
 
+import logging
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
 
+from v6_pipeline.alerts.quiet import QuietWindows
+from v6_pipeline.confirm import has_critical
 from v6_pipeline.defs import checks
 from v6_pipeline.defs import metadata as md
 from v6_pipeline.defs.judging import (
@@ -30,9 +37,15 @@ from v6_pipeline.defs.judging import (
     relevant_latest,
 )
 from v6_pipeline.defs.partitions import WINDOW, window_key, window_start
-from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, ReconciliationSettings
+from v6_pipeline.defs.quiet_retry import described, live_deadline, snapshot_through_resets
+from v6_pipeline.defs.resources import (
+    AlertsResource,
+    IBGatewayResource,
+    LakeResource,
+    ReconciliationSettings,
+)
 from v6_pipeline.ib.errors import IBSnapshotError
-from v6_pipeline.lake import Lake, paths
+from v6_pipeline.lake import Lake, paths, schemas
 from v6_pipeline.lake.errors import LakeError
 from v6_pipeline.lake.snapshots import StoredSnapshot
 from v6_pipeline.stream.liveness import StreamLiveness, stream_liveness
@@ -68,6 +81,8 @@ def reconciliation_assets(windows: dg.TimeWindowPartitionsDefinition) -> list[dg
     @dg.asset(
         **partitioned,
         pool=IB_POOL,
+        # On the definition too: a range run's per-window metadata leaves it out.
+        metadata={"dagster/column_schema": md.column_schema(schemas.IB_POSITION_SNAPSHOTS)},
         description=(
             "Every IB position of every managed account for the window, as IB reported "
             "them in one complete reqPositions answer. Taken live while the window is the "
@@ -75,13 +90,17 @@ def reconciliation_assets(windows: dg.TimeWindowPartitionsDefinition) -> list[dg
         ),
     )
     def ib_position_snapshot(
-        context: dg.AssetExecutionContext, ib: IBGatewayResource, lake: LakeResource
+        context: dg.AssetExecutionContext,
+        ib: IBGatewayResource,
+        lake: LakeResource,
+        alerts: AlertsResource,
     ) -> dg.MaterializeResult:
-        return _snapshot_windows(context, ib, lake.get_lake())
+        return _snapshot_windows(context, ib, lake.get_lake(), alerts.get_settings().quiet)
 
     @dg.asset(
         **partitioned,
         deps=[ib_position_snapshot],
+        metadata={"dagster/column_schema": md.column_schema(schemas.DELTA_LATEST_POSITIONS)},
         description=(
             "What the Delta Lake position log believes we hold: for each (account, conid) "
             "the latest position_updates row as of the window's IB snapshot (as_of = "
@@ -90,17 +109,22 @@ def reconciliation_assets(windows: dg.TimeWindowPartitionsDefinition) -> list[dg
         ),
     )
     def delta_latest_positions(
-        context: dg.AssetExecutionContext, lake: LakeResource
+        context: dg.AssetExecutionContext, lake: LakeResource, settings: ReconciliationSettings
     ) -> dg.MaterializeResult:
-        return _latest_windows(context, lake.get_lake())
+        return _latest_windows(context, lake.get_lake(), settings.settle())
 
     @dg.asset(
         **partitioned,
         deps=[delta_latest_positions],
+        # A live critical candidate is confirmed by a second snapshot: one IB client.
+        pool=IB_POOL,
+        metadata={"dagster/column_schema": md.column_schema(schemas.POSITION_DISCREPANCIES)},
         description=(
             "One row per discrepancy between the IB snapshot and the Delta latest positions "
             "of the window: NAKED_POSITION (critical), MISSING_FROM_DELTA, "
-            "POSITION_MISMATCH, STALE_DATA. Re-materializing a window replaces its rows."
+            "POSITION_MISMATCH, STALE_DATA; a live critical candidate is confirmed by a "
+            "second snapshot, and a discrepancy it does not repeat is RESOLVED_IN_FLIGHT "
+            "(info). Re-materializing a window replaces its rows."
         ),
         check_specs=checks.check_specs(windows),
     )
@@ -109,8 +133,10 @@ def reconciliation_assets(windows: dg.TimeWindowPartitionsDefinition) -> list[dg
         ib: IBGatewayResource,
         lake: LakeResource,
         settings: ReconciliationSettings,
+        alerts: AlertsResource,
     ):  # yields the result, or fails naming the windows that cannot be judged
-        yield from _judge_windows(context, ib, lake.get_lake(), settings)
+        quiet = alerts.get_settings().quiet
+        yield from _judge_windows(context, ib, lake.get_lake(), settings, quiet)
 
     return [ib_position_snapshot, delta_latest_positions, position_discrepancies]
 
@@ -124,7 +150,7 @@ def _lake_failure(exc: LakeError) -> dg.Failure:
 
 
 def _snapshot_windows(
-    context: dg.AssetExecutionContext, ib: IBGatewayResource, store: Lake
+    context: dg.AssetExecutionContext, ib: IBGatewayResource, store: Lake, quiet: QuietWindows
 ) -> dg.MaterializeResult:
     try:
         store.require_position_updates()  # a mistyped lake is reported before any write
@@ -143,14 +169,19 @@ def _snapshot_windows(
         live = found is None
         if found is None:
             context.log.info(f"window {key}: taking a live snapshot from {ib.host}:{ib.port}")
-            found = _take_live(ib, store, window)
+            found = _take_live(ib, store, window, quiet=quiet, log=context.log)
         else:
             context.log.info(
                 f"window {key}: reusing the snapshot taken at {found.taken_at:%H:%M:%S} UTC "
                 f"({found.positions.height} positions)"
             )
         context.add_asset_metadata(
-            md.snapshot_metadata(found, live=live, table=store.uri(paths.IB_POSITION_SNAPSHOTS)),
+            md.snapshot_metadata(
+                found,
+                live=live,
+                table=store.uri(paths.IB_POSITION_SNAPSHOTS),
+                full=len(stored) == 1,
+            ),
             partition_key=key,
         )
     if never:
@@ -158,12 +189,24 @@ def _snapshot_windows(
     return dg.MaterializeResult()
 
 
-def _take_live(ib: IBGatewayResource, store: Lake, window: datetime) -> StoredSnapshot:
+def _take_live(
+    ib: IBGatewayResource,
+    store: Lake,
+    window: datetime,
+    *,
+    quiet: QuietWindows,
+    log: logging.Logger | logging.LoggerAdapter,
+    confirming: bool = False,
+) -> StoredSnapshot:
+    """A live snapshot of `window` (or its confirming one), stored; retried through IB's
+    reset hours (`V6_IB_QUIET_WINDOWS`) until the window's deadline."""
     try:
-        snap = ib.snapshot()
+        snap = snapshot_through_resets(
+            ib.snapshot, quiet=quiet, deadline=live_deadline(window), log=log
+        )
     except IBSnapshotError as exc:
         raise dg.Failure(
-            description=str(exc),
+            description=described(exc),
             metadata={"error": type(exc).__name__, "gateway": f"{ib.host}:{ib.port}"},
         ) from exc
     live = StoredSnapshot(window, snap.taken_at, snap.accounts, snap.duration_s, snap.positions)
@@ -174,17 +217,35 @@ def _take_live(ib: IBGatewayResource, store: Lake, window: datetime) -> StoredSn
             taken_at=live.taken_at,
             accounts=live.accounts,
             duration_s=live.duration_s,
+            confirming=confirming,
         )
     except LakeError as exc:
         raise _lake_failure(exc) from exc
     return live
 
 
-def _latest_windows(context: dg.AssetExecutionContext, store: Lake) -> dg.MaterializeResult:
+def _settle(
+    context: dg.AssetExecutionContext, taken_at: datetime, settle: timedelta, *, what: str
+) -> None:
+    """Wait until `settle` after `taken_at`: a fill the streamer is still writing (its
+    event time before `taken_at`) is then in Delta. A past window does not wait."""
+    wait = (taken_at + settle - datetime.now(UTC)).total_seconds()
+    if wait > 0:
+        context.log.info(f"settling {wait:.1f} s before reading Delta as of {what} (V6_SETTLE_S)")
+        time.sleep(wait)
+
+
+def _latest_windows(
+    context: dg.AssetExecutionContext, store: Lake, settle: timedelta
+) -> dg.MaterializeResult:
     started = time.perf_counter()
     try:
         snaps = store.read_snapshots(window_starts=_windows(context))
         taken = {w: s for w, s in snaps.items() if s is not None}
+        if taken:
+            newest = max(s.taken_at for s in taken.values())
+            _settle(context, newest, settle, what="the snapshot")
+            started = time.perf_counter()
         by_time: dict[datetime, list[StoredSnapshot]] = {}
         for snap in taken.values():
             by_time.setdefault(snap.taken_at, []).append(snap)
@@ -200,7 +261,9 @@ def _latest_windows(context: dg.AssetExecutionContext, store: Lake) -> dg.Materi
     for window in snaps:
         key = window_key(window)
         metadata = (
-            md.latest_metadata(believed[window], as_of=taken[window].taken_at, table=table)
+            md.latest_metadata(
+                believed[window], as_of=taken[window].taken_at, table=table, full=len(snaps) == 1
+            )
             if window in believed
             else _no_snapshot_metadata()
         )
@@ -215,6 +278,7 @@ def _judge_windows(
     ib: IBGatewayResource,
     store: Lake,
     settings: ReconciliationSettings,
+    quiet: QuietWindows,
 ):
     windows = _windows(context)
     now = datetime.now(UTC)
@@ -222,6 +286,7 @@ def _judge_windows(
         snaps = store.read_snapshots(window_starts=windows)
         taken = {w: s for w, s in snaps.items() if s is not None}
         stored_latest = store.read_delta_latest_of(window_starts=list(taken))
+        confirming = store.read_snapshots(window_starts=list(taken), confirming=True)
     except LakeError as exc:
         raise _lake_failure(exc) from exc
     single = len(windows) == 1
@@ -235,6 +300,10 @@ def _judge_windows(
         )
         for window, snap in taken.items()
     ]
+    # A live critical candidate gets its confirming snapshot now; a stored one (a
+    # re-run, a backfill) is judged again, so the confirmed verdict is reproduced.
+    confirm = _Confirmation(context, ib, store, settings, quiet)
+    judged = [confirm(j, confirming.get(j.snapshot.window_start)) for j in judged]
     try:
         if judged:
             store.write_discrepancies_of(
@@ -246,9 +315,13 @@ def _judge_windows(
     streams = _stream_liveness(store, [j.snapshot.taken_at for j in judged], settings)
     verdicts = {}
     for window in judged:
-        _log_window(context, window)
+        _log_window(context, window, single=single)
         verdicts[window.key] = checks.window_verdicts(
-            window.key, window.rows, window.unmanaged, streams.get(window.snapshot.taken_at)
+            window.key,
+            window.rows,
+            window.unmanaged,
+            streams.get(window.snapshot.taken_at),
+            full=single,
         )
     never = [w for w in windows if w not in taken]
     if never:
@@ -258,13 +331,14 @@ def _judge_windows(
             yield dg.AssetMaterialization(
                 asset_key=checks.ASSET,
                 partition=window.key,
-                metadata=md.judged_metadata(window, settings=settings, table=table),
+                metadata=md.judged_metadata(window, settings=settings, table=table, full=single),
             )
         _log_verdicts(context, verdicts)
         raise dg.Failure(description=never_snapshotted(never, now))
     for window in judged:
         context.add_asset_metadata(
-            md.judged_metadata(window, settings=settings, table=table), partition_key=window.key
+            md.judged_metadata(window, settings=settings, table=table, full=single),
+            partition_key=window.key,
         )
     if single:
         yield dg.MaterializeResult(check_results=[v.result() for v in verdicts[judged[0].key]])
@@ -276,13 +350,75 @@ def _judge_windows(
     _log_verdicts(context, verdicts)
 
 
+@dataclass(frozen=True)
+class _Confirmation:
+    """A window's judgment confirmed by a second snapshot, where there is or must be one."""
+
+    context: dg.AssetExecutionContext
+    ib: IBGatewayResource
+    store: Lake
+    settings: ReconciliationSettings
+    quiet: QuietWindows
+
+    def __call__(self, first: JudgedWindow, stored: StoredSnapshot | None) -> JudgedWindow:
+        second = stored
+        if second is None and first.live and has_critical(first.rows):
+            second = self._take(first)
+        if second is None:
+            return first
+        try:
+            latest = self.store.read_latest(as_of=second.taken_at)
+        except LakeError as exc:
+            raise _lake_failure(exc) from exc
+        again = judge(
+            second,
+            relevant_latest(second, latest),
+            settings=self.settings,
+            account_filter=self.ib.account_filter(),
+            live=first.live,
+        )
+        confirmed = first.confirmed_by(again)
+        self.context.log.info(
+            f"window {first.key}: confirming snapshot at {second.taken_at:%H:%M:%S} UTC: "
+            f"{confirmed.naked().height} of {first.naked().height} naked leg(s) confirmed, "
+            f"{confirmed.resolved_in_flight().height} discrepancy(ies) resolved in flight"
+        )
+        return confirmed
+
+    def _take(self, first: JudgedWindow) -> StoredSnapshot | None:
+        """The confirming snapshot, `V6_CONFIRM_AFTER_S` after the first and settled; None
+        (the verdict stands unconfirmed) when IB cannot give one."""
+        key, taken_at = first.key, first.snapshot.taken_at
+        wait = (taken_at + self.settings.confirm_after() - datetime.now(UTC)).total_seconds()
+        self.context.log.warning(
+            f"window {key}: {first.naked().height} naked candidate(s); taking a confirming "
+            f"snapshot in {max(wait, 0):.1f} s (V6_CONFIRM_AFTER_S)"
+        )
+        if wait > 0:
+            time.sleep(wait)
+        window = first.snapshot.window_start
+        try:
+            second = _take_live(
+                self.ib, self.store, window, quiet=self.quiet, log=self.context.log, confirming=True
+            )
+        except dg.Failure as failure:
+            # A missed alarm is worse than an unconfirmed one: the first verdict stands.
+            self.context.log.error(
+                f"window {key}: no confirming snapshot ({failure.description}); the "
+                "verdict stands unconfirmed"
+            )
+            return None
+        _settle(self.context, second.taken_at, self.settings.settle(), what="the confirmation")
+        return second
+
+
 def _log_verdicts(
     context: dg.AssetExecutionContext, verdicts: dict[str, list[checks.Verdict]]
 ) -> None:
+    targets = checks.judged_materializations(context.instance, list(verdicts))
     for key, window_verdicts in verdicts.items():
-        target = checks.judged_materialization(context.instance, key)
         for verdict in window_verdicts:
-            context.log_event(verdict.evaluation(key, target))
+            context.log_event(verdict.evaluation(key, targets.get(key)))
 
 
 def _stream_liveness(
@@ -298,15 +434,22 @@ def _stream_liveness(
     return {a: stream_liveness(status, as_of=a, dead_after=dead_after) for a in as_ofs}
 
 
-def _log_window(context: dg.AssetExecutionContext, window: JudgedWindow) -> None:
+def _log_window(context: dg.AssetExecutionContext, window: JudgedWindow, *, single: bool) -> None:
     naked = window.naked()
-    context.log.info(
+    said = (
         f"window {window.key}: {window.rows.height} discrepancies ({naked.height} naked) as of "
         f"{window.snapshot.taken_at:%H:%M:%S} UTC"
     )
-    # The run page names each naked leg: no stack trace needed to act on it.
-    for details in naked["details"]:
-        context.log.error(f"window {window.key}: {details}")
+    if single:
+        context.log.info(said)
+        # The run page names each naked leg: no stack trace needed to act on it.
+        for details in naked["details"]:
+            context.log.error(f"window {window.key}: {details}")
+    elif naked.height:
+        # A range: one line a window (each is a stored event), naming its naked legs.
+        context.log.error(f"{said}: {'; '.join(naked['details'])}")
+    else:
+        context.log.info(said)
     if window.unmanaged.height:
         accounts = ", ".join(sorted(set(window.unmanaged["account"])))
         context.log.warning(
@@ -317,8 +460,9 @@ def _log_window(context: dg.AssetExecutionContext, window: JudgedWindow) -> None
 
 def _range_summary(judged: list[JudgedWindow]) -> str:
     rows = sum(j.rows.height for j in judged)
-    naked = sum(j.naked().height for j in judged)
-    failing = [j.key for j in judged if j.naked().height]
+    naked_by_window = {j.key: j.naked().height for j in judged}
+    naked = sum(naked_by_window.values())
+    failing = [key for key, count in naked_by_window.items() if count]
     return (
         f"range of {len(judged)} windows judged: {rows} discrepancies, {naked} naked "
         f"in {len(failing)} window(s){': ' + ', '.join(failing[:10]) if failing else ''}"

@@ -8,7 +8,7 @@ single-run backfill's check results once for the range.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -110,26 +110,50 @@ class Verdict:
         )
 
 
-def judged_materialization(
-    instance: dg.DagsterInstance, partition: str
-) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The window's newest materialization of the asset, which its verdicts judge. The
-    UI shows a window's check result only when it targets that materialization."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(ASSET), asset_partitions=[partition]),
-        limit=1,
-    ).records
-    if not records:
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
-    )
+def judged_materializations(
+    instance: dg.DagsterInstance, partitions: Sequence[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """Each window's newest materialization of the asset, which its verdicts judge (the
+    UI shows a window's check result only when it targets that materialization); a window
+    never materialized is absent. Newest first, so a range materialized together is one
+    query, not one per window; a page only asks for the windows still unfound."""
+    found: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    missing = set(partitions)
+    cursor = None
+    while missing:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(ASSET), asset_partitions=sorted(missing)),
+            limit=len(missing),
+            cursor=cursor,
+        )
+        for record in page.records:
+            if record.partition_key in missing:
+                missing.discard(record.partition_key)
+                found[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                    storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+                )
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return found
 
 
 def window_verdicts(
-    window: str, rows: pl.DataFrame, unmanaged: pl.DataFrame, stream: StreamLiveness | None
+    window: str,
+    rows: pl.DataFrame,
+    unmanaged: pl.DataFrame,
+    stream: StreamLiveness | None,
+    *,
+    full: bool,
 ) -> list[Verdict]:
-    """Every check's verdict for one window (`stream` None: the liveness check is off)."""
+    """Every check's verdict for one window (`stream` None: the liveness check is off).
+    With `full` (a one-window run) each verdict lists its positions as a table; a range
+    run's carry counts and the description naming the naked legs, as its windows'
+    materializations carry numbers only."""
+
+    def table(name: str, frame: pl.DataFrame, columns: list[str], empty: str) -> dict[str, object]:
+        return {name: md.markdown_table(frame, columns, empty=empty)} if full else {}
+
     naked = rows.filter(pl.col("type") == DiscrepancyType.NAKED_POSITION.value)
     verdicts = [
         Verdict(
@@ -139,9 +163,7 @@ def window_verdicts(
             {
                 "window": window,
                 "naked_count": naked.height,
-                "naked_positions": md.markdown_table(
-                    naked, _LEG_COLUMNS, empty="No naked positions."
-                ),
+                **table("naked_positions", naked, _LEG_COLUMNS, "No naked positions."),
             },
             description=None if naked.is_empty() else _legs_sentence(naked["details"]),
         )
@@ -156,7 +178,7 @@ def window_verdicts(
                 {
                     "window": window,
                     "count": found.height,
-                    "positions": md.markdown_table(found, _LEG_COLUMNS, empty="None."),
+                    **table("positions", found, _LEG_COLUMNS, "None."),
                 },
             )
         )
@@ -170,10 +192,11 @@ def window_verdicts(
                 "window": window,
                 "unjudged_accounts": dg.MetadataValue.json(accounts),
                 "count": unmanaged.height,
-                "positions": md.markdown_table(
+                **table(
+                    "positions",
                     unmanaged,
                     ["account", "symbol", "conid", "sec_type", "position"],
-                    empty="Every account with open Delta positions was judged.",
+                    "Every account with open Delta positions was judged.",
                 ),
             },
             description=None

@@ -5,10 +5,11 @@ Pure given its inputs (no I/O): the assets read and write the tables around it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
+from v6_pipeline.confirm import RESOLVED_IN_FLIGHT, confirm
 from v6_pipeline.defs.partitions import window_key
 from v6_pipeline.defs.resources import ReconciliationSettings
 from v6_pipeline.lake import schemas
@@ -44,6 +45,7 @@ class JudgedWindow:
     accounts: tuple[str, ...]  # the accounts judged
     unmanaged: pl.DataFrame  # Delta's open positions in accounts not judged
     live: bool  # judged while the window was the newest closed one, in a run of its own
+    confirming: StoredSnapshot | None = None  # the second snapshot the rows were confirmed by
 
     @property
     def key(self) -> str:
@@ -51,6 +53,14 @@ class JudgedWindow:
 
     def naked(self) -> pl.DataFrame:
         return self.rows.filter(pl.col("type") == DiscrepancyType.NAKED_POSITION.value)
+
+    def resolved_in_flight(self) -> pl.DataFrame:
+        return self.rows.filter(pl.col("type") == RESOLVED_IN_FLIGHT)
+
+    def confirmed_by(self, second: JudgedWindow) -> JudgedWindow:
+        """This judgment, keeping only what `second` (the confirming snapshot's) repeats."""
+        rows = confirm(self.rows, second.rows, confirmed_at=second.snapshot.taken_at)
+        return replace(self, rows=rows, confirming=second.snapshot)
 
 
 def judged_accounts(

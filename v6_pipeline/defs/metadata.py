@@ -94,8 +94,13 @@ def per_account(frame: pl.DataFrame) -> dg.JsonMetadataValue:
     return dg.MetadataValue.json(dict(counts.iter_rows()))
 
 
-def snapshot_metadata(snap: StoredSnapshot, *, live: bool, table: str) -> dict[str, object]:
-    """One window's `ib_position_snapshot` metadata: that window's numbers only."""
+def snapshot_metadata(
+    snap: StoredSnapshot, *, live: bool, table: str, full: bool
+) -> dict[str, object]:
+    """One window's `ib_position_snapshot` metadata: that window's numbers only, and with
+    `full` (a one-window run) its positions table and column schema. A range run's
+    windows carry the numbers only: each window is one stored event, and the tables would
+    be most of its cost (README, "Windows, snapshots and backfills")."""
     metadata: dict[str, object] = {
         "dagster/row_count": snap.positions.height,
         "open_positions": snap.positions.filter(pl.col("position") != 0).height,
@@ -103,45 +108,52 @@ def snapshot_metadata(snap: StoredSnapshot, *, live: bool, table: str) -> dict[s
         "snapshot_duration_s": round(snap.duration_s, 3),
         "source": "live snapshot" if live else "stored snapshot (reused)",
         "accounts": dg.MetadataValue.json(list(snap.accounts)),
-        "positions": markdown_table(
+        "table": dg.MetadataValue.path(table),
+    }
+    if full:
+        metadata["positions"] = markdown_table(
             snap.positions,
             ["account", "symbol", "sec_type", "expiry", "strike", "right", "position"],
             empty="IB reports no positions (a complete, empty answer).",
-        ),
-        "table": dg.MetadataValue.path(table),
-        "dagster/column_schema": column_schema(schemas.IB_POSITION_SNAPSHOTS),
-    }
-    if snap.positions.height:
-        metadata["positions_per_account"] = per_account(snap.positions)
+        )
+        metadata["dagster/column_schema"] = column_schema(schemas.IB_POSITION_SNAPSHOTS)
+        if snap.positions.height:
+            metadata["positions_per_account"] = per_account(snap.positions)
     return metadata
 
 
-def latest_metadata(latest: pl.DataFrame, *, as_of: datetime, table: str) -> dict[str, object]:
-    """One window's `delta_latest_positions` metadata: what Delta believed as of `as_of`."""
+def latest_metadata(
+    latest: pl.DataFrame, *, as_of: datetime, table: str, full: bool
+) -> dict[str, object]:
+    """One window's `delta_latest_positions` metadata: what Delta believed as of `as_of`
+    (with `full`, the open positions' table and the column schema too)."""
+    open_rows = latest.filter(pl.col("position") != 0)
     metadata: dict[str, object] = {
         "dagster/row_count": latest.height,
-        "open_positions": latest.filter(pl.col("position") != 0).height,
+        "open_positions": open_rows.height,
         "as_of": timestamp(as_of),
-        "positions": markdown_table(
-            latest.filter(pl.col("position") != 0),
+        "table": dg.MetadataValue.path(table),
+    }
+    if full:
+        metadata["positions"] = markdown_table(
+            open_rows,
             ["account", "symbol", "sec_type", "expiry", "strike", "right", "position", "timestamp"],
             empty="Delta holds no open position as of this window.",
-        ),
-        "table": dg.MetadataValue.path(table),
-        "dagster/column_schema": column_schema(schemas.DELTA_LATEST_POSITIONS),
-    }
-    if latest.height:
-        metadata["positions_per_account"] = per_account(latest)
+        )
+        metadata["dagster/column_schema"] = column_schema(schemas.DELTA_LATEST_POSITIONS)
+        if latest.height:
+            metadata["positions_per_account"] = per_account(latest)
     return metadata
 
 
 def judged_metadata(
-    window: JudgedWindow, *, settings: ReconciliationSettings, table: str
+    window: JudgedWindow, *, settings: ReconciliationSettings, table: str, full: bool
 ) -> dict[str, object]:
-    """One window's `position_discrepancies` metadata; `judged_live` tells the alert
-    sensor that this verdict is about now (a backfill's never pages)."""
+    """One window's `position_discrepancies` metadata (with `full`, the discrepancies'
+    table and the column schema too); `judged_live` tells the alert sensor that this
+    verdict is about now (a backfill's never pages)."""
     rows = window.rows
-    return {
+    metadata: dict[str, object] = {
         "dagster/row_count": rows.height,
         **{
             f"{t.value.lower()}_count": rows.filter(pl.col("type") == t.value).height
@@ -149,18 +161,27 @@ def judged_metadata(
         },
         "ib_open_positions": _open_in_scope(window.snapshot.positions, settings),
         "delta_open_positions": _open_in_scope(window.latest, settings),
+        "resolved_in_flight_count": window.resolved_in_flight().height,
         "as_of": timestamp(window.snapshot.taken_at),
+        # The second snapshot a critical candidate was confirmed by (none: not needed).
+        "confirmed_at": (
+            timestamp(window.confirming.taken_at)
+            if window.confirming
+            else "none: no critical candidate to confirm"
+        ),
         "judged_live": window.live,
         "accounts_judged": dg.MetadataValue.json(list(window.accounts)),
         "settings": settings.describe(),
-        "discrepancies": markdown_table(
+        "table": dg.MetadataValue.path(table),
+    }
+    if full:
+        metadata["discrepancies"] = markdown_table(
             rows,
             ["severity", "type", "account", "symbol", "ib_position", "delta_position", "details"],
             empty="IB and Delta Lake agree: no discrepancies.",
-        ),
-        "table": dg.MetadataValue.path(table),
-        "dagster/column_schema": column_schema(schemas.POSITION_DISCREPANCIES),
-    }
+        )
+        metadata["dagster/column_schema"] = column_schema(schemas.POSITION_DISCREPANCIES)
+    return metadata
 
 
 def _open_in_scope(frame: pl.DataFrame, settings: ReconciliationSettings) -> int:

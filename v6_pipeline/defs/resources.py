@@ -31,6 +31,7 @@ IB_SEC_TYPES = frozenset(
     }
 )  # fmt: skip
 _MAX_SECONDS = 10 * 365 * 86400  # a duration longer than ten years is a typo
+_MAX_WAIT_S = 60.0  # settle and confirm waits: a live run must end within its window
 
 
 class _Settings(dg.ConfigurableResource):
@@ -41,8 +42,9 @@ class _Settings(dg.ConfigurableResource):
     EMPTY_MEANS_OFF: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> _Settings:
-        fields = {}
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **given: str) -> _Settings:
+        """The settings whose variables are set in `environ`, `given` fields overriding."""
+        fields: dict[str, object] = {}
         for field, variable in cls.ENV.items():
             if variable in cls.EMPTY_MEANS_OFF and not environ.get(variable, "x").strip():
                 fields[field] = ""  # set empty: off (Dagster reads "" as unset)
@@ -52,13 +54,15 @@ class _Settings(dg.ConfigurableResource):
                 fields[field] = (
                     dg.EnvVar.int(variable) if annotation is int else dg.EnvVar(variable)
                 )
-        return cls(**fields)
+        return cls(**{**fields, **given})
 
     def check(self) -> None:
         """Raise ValueError naming the variable of the first bad setting."""
 
 
-def _seconds(variable: str, raw: str, *, positive: bool = False) -> float:
+def _seconds(
+    variable: str, raw: str, *, positive: bool = False, limit: float = _MAX_SECONDS
+) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -67,8 +71,13 @@ def _seconds(variable: str, raw: str, *, positive: bool = False) -> float:
         raise ValueError(
             f"{variable}={raw!r} must be a finite number of seconds {'> 0' if positive else '>= 0'}"
         )
-    if value > _MAX_SECONDS:
-        raise ValueError(f"{variable}={raw!r} is over ten years; write the value in seconds")
+    if value > limit:
+        if limit == _MAX_SECONDS:
+            raise ValueError(f"{variable}={raw!r} is over ten years; write the value in seconds")
+        raise ValueError(
+            f"{variable}={raw!r} is over {limit:g} s: a live window must be judged well "
+            "within its 5 minutes"
+        )
     return value
 
 
@@ -141,6 +150,8 @@ class ReconciliationSettings(_Settings):
         "allow_large_tol": "V6_ALLOW_LARGE_TOL",
         "stale_after_s": "V6_STALE_AFTER_S",
         "stream_dead_after_s": "V6_STREAM_DEAD_AFTER_S",
+        "settle_s": "V6_SETTLE_S",
+        "confirm_after_s": "V6_CONFIRM_AFTER_S",
     }
     EMPTY_MEANS_OFF: ClassVar[frozenset[str]] = frozenset({"V6_STREAM_DEAD_AFTER_S"})
 
@@ -149,12 +160,28 @@ class ReconciliationSettings(_Settings):
     allow_large_tol: str = ""  # "1": accept a tolerance of a whole contract or more
     stale_after_s: str = ""
     stream_dead_after_s: str = "120"  # empty: no streamer, no liveness check
+    # A live window's Delta read waits this long after the snapshot (still as of it), so
+    # a fill the streamer is still writing is seen.
+    settle_s: str = "3"
+    # A live window with a critical candidate takes a second snapshot this long after the
+    # first; a key is NAKED only if naked in both.
+    confirm_after_s: str = "5"
 
     def check(self) -> None:
         self.scope()
         self.tolerance()
         self.stale_after()
         self.stream_dead_after()
+        self.settle()
+        self.confirm_after()
+
+    def settle(self) -> timedelta:
+        return timedelta(seconds=_seconds("V6_SETTLE_S", self.settle_s, limit=_MAX_WAIT_S))
+
+    def confirm_after(self) -> timedelta:
+        return timedelta(
+            seconds=_seconds("V6_CONFIRM_AFTER_S", self.confirm_after_s, limit=_MAX_WAIT_S)
+        )
 
     def stream_dead_after(self) -> timedelta | None:
         if not self.stream_dead_after_s.strip():
@@ -205,7 +232,9 @@ class ReconciliationSettings(_Settings):
         return (
             f"sec types {'all' if scope is None else ','.join(scope)}, "
             f"tolerance {self.tolerance():g}, "
-            f"stale after {'off' if stale is None else f'{stale.total_seconds():g} s'}"
+            f"stale after {'off' if stale is None else f'{stale.total_seconds():g} s'}, "
+            f"settle {self.settle().total_seconds():g} s, "
+            f"confirm after {self.confirm_after().total_seconds():g} s"
         )
 
 

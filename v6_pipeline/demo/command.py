@@ -122,7 +122,8 @@ def _demo_defs(host: str, port: int, lake_dir: Path, *, start: datetime, send: b
         {
             "ib": IBGatewayResource(host=host, port=port),
             "lake": LakeResource(lake_dir=str(lake_dir)),
-            "settings": ReconciliationSettings(stale_after_s=str(DEMO_STALE_AFTER_S)),
+            # The demo's staleness; the other settings (settle, confirm, ...) as set.
+            "settings": ReconciliationSettings.from_env(stale_after_s=str(DEMO_STALE_AFTER_S)),
             "alerts": AlertsResource.from_env(unsent),
         },
         start=start,

@@ -4,8 +4,10 @@ from v6_pipeline.lake.errors import (
     BadRowsError,
     LakeError,
     LakeSchemaError,
+    LakeStorageError,
     TableNotFoundError,
     TornSnapshotError,
+    WriteConflictError,
 )
 from v6_pipeline.lake.lake import Lake
 from v6_pipeline.lake.latest import iter_latest, read_latest, read_latest_many
@@ -16,9 +18,11 @@ __all__ = [
     "Lake",
     "LakeError",
     "LakeSchemaError",
+    "LakeStorageError",
     "StoredSnapshot",
     "TableNotFoundError",
     "TornSnapshotError",
+    "WriteConflictError",
     "iter_latest",
     "read_latest",
     "read_latest_many",

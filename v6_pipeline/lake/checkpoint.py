@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -30,12 +29,12 @@ from datetime import datetime
 import polars as pl
 from deltalake import DeltaTable
 from deltalake.transaction import AddAction
-from pyarrow import fs
 
 from v6_pipeline.lake import commits, schemas
 from v6_pipeline.lake.maintenance import TableMaintenance, maintain_table
 from v6_pipeline.lake.paths import is_local
 from v6_pipeline.lake.source import SEQ, LogVersion, PositionLog
+from v6_pipeline.lake.storage import diagnose, filesystem, storage_options
 from v6_pipeline.lake.tables import PROPERTIES, try_open
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,8 @@ class _DamagedError(ValueError):
 
 def load(uri: str) -> Checkpoint | None:
     """The checkpoint at `uri`; None when there is none, or it is unusable (then it is
-    removed, so that the next `save` starts afresh)."""
+    removed, so that the next `save` starts afresh). An object store that cannot be
+    reached, or refuses access, raises: that is no damage to repair."""
     try:
         # Its file from the newest commits when they tell (a local table), not by
         # opening the table: that costs more than the rest of a steady read.
@@ -105,6 +105,8 @@ def load(uri: str) -> Checkpoint | None:
         return _parse(_checked_bytes(path))
     # Anything a damaged table may raise (polars panics on some damaged parquet files).
     except (Exception, pl.exceptions.PanicException) as error:
+        if not is_local(uri) and diagnose(str(error)).problem != "other":
+            raise  # the object store failed, not the checkpoint: the read reports it
         log.warning(
             "cannot use the read_latest checkpoint at %s (%s: %s); rebuilding it",
             uri,
@@ -138,14 +140,18 @@ def save(uri: str, checkpoint: Checkpoint) -> None:
     data = buffer.getvalue()
     name = f"checkpoint-{zlib.crc32(data):08x}-{uuid.uuid4().hex}.parquet"
     try:
-        store, root = _filesystem(uri)
+        store, root = filesystem(uri)
         store.create_dir(root)
         with store.open_output_stream(f"{root}/{name}") as out:
             out.write(data)
         table = try_open(uri)
         if table is None:
             table = DeltaTable.create(
-                uri, schema=schemas.CHECKPOINT, mode="ignore", configuration=PROPERTIES
+                uri,
+                schema=schemas.CHECKPOINT,
+                mode="ignore",
+                configuration=PROPERTIES,
+                storage_options=storage_options(uri),
             )
         added = AddAction(name, len(data), {}, int(time.time() * 1000), True, "{}")
         table.create_write_transaction([added], mode="overwrite", schema=schemas.CHECKPOINT)
@@ -169,7 +175,7 @@ def _checked_bytes(path: str) -> bytes:
     named = _NAME.fullmatch(path.rsplit("/", 1)[-1])
     if named is None:
         raise _DamagedError(f"{path} is not a file this project wrote")
-    store, where = _filesystem(path)
+    store, where = filesystem(path)
     with store.open_input_file(where) as f:
         data = f.readall()
     if f"{zlib.crc32(data):08x}" != named.group(1):
@@ -202,16 +208,10 @@ def _parse(data: bytes) -> Checkpoint:
     )
 
 
-def _filesystem(uri: str) -> tuple[fs.FileSystem, str]:
-    if is_local(uri):
-        return fs.LocalFileSystem(), os.path.abspath(uri.removeprefix("file://"))
-    return fs.FileSystem.from_uri(uri)
-
-
 def _remove(uri: str) -> None:
     """Delete the checkpoint table (derived state: the next read writes a new one)."""
     try:
-        store, path = _filesystem(uri)
+        store, path = filesystem(uri)
         store.delete_dir(path)
     except FileNotFoundError:
         pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from v6_pipeline.lake import Lake, paths
+from v6_pipeline.lake import Lake, LakeError, paths
 from v6_pipeline.lake.maintenance import DEFAULT_RETENTION_HOURS
 
 HELP = "create and maintain the Delta tables"
@@ -33,6 +33,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except LakeError as error:  # a sentence that says what to fix
+        print(f"v6 lake: {error}")
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     lake = Lake(args.lake_dir or paths.default_lake_dir())
     if args.lake_command == "init":
         created = lake.create_position_updates()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Literal
 
 
 class LakeError(Exception):
@@ -61,3 +62,21 @@ def _describe(key: Mapping[str, object]) -> str:
 
 class TornSnapshotError(LakeError):
     """A window's stored snapshot rows disagree with its log row (an interrupted rewrite)."""
+
+
+class WriteConflictError(LakeError):
+    """A write kept losing commit races to other writers of the same table."""
+
+
+StorageProblem = Literal["unreachable", "credentials", "bucket", "other"]
+
+
+class LakeStorageError(LakeError):
+    """The object store holding the lake cannot be used: unreachable, refusing the
+    credentials, without the bucket, or failing otherwise. `setting` is the variable to
+    check first."""
+
+    def __init__(self, message: str, *, problem: StorageProblem, setting: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.setting = setting

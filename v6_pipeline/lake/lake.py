@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
+from typing import Concatenate, ParamSpec, TypeVar
 
 import polars as pl
 
@@ -21,11 +23,26 @@ from v6_pipeline.lake.snapshots import (
     write_snapshot,
 )
 from v6_pipeline.lake.source import CREATE_HINT
+from v6_pipeline.lake.storage import reported
 from v6_pipeline.lake.tables import require
 from v6_pipeline.lake.updates import append_position_updates, create_position_updates
 from v6_pipeline.lake.windows import read_window, read_windows, write_windows
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _stored(method: Callable[Concatenate[Lake, _P], _R]) -> Callable[Concatenate[Lake, _P], _R]:
+    """`method`, raising an object store's failure as a sentence (`LakeStorageError`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Lake, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with reported(self.lake_dir):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class Lake:
@@ -40,6 +57,7 @@ class Lake:
     def uri(self, name: str) -> str:
         return paths.table_uri(self.lake_dir, name)
 
+    @_stored
     def require_position_updates(self) -> None:
         """Raise `TableNotFoundError` (naming the path) unless `position_updates` exists.
 
@@ -48,29 +66,35 @@ class Lake:
         """
         require(self.uri(paths.POSITION_UPDATES), hint=CREATE_HINT)
 
+    @_stored
     def read_latest(self, *, as_of: datetime) -> pl.DataFrame:
         return read_latest(
             self.uri(paths.POSITION_UPDATES), as_of=as_of, default_account=self.default_account
         )
 
+    @_stored
     def read_latest_many(self, *, as_ofs: Sequence[datetime]) -> list[pl.DataFrame]:
         """`[self.read_latest(as_of=a) for a in as_ofs]`, reading the history once."""
         return read_latest_many(
             self.uri(paths.POSITION_UPDATES), as_ofs=as_ofs, default_account=self.default_account
         )
 
+    @_stored
     def iter_latest(self, *, as_ofs: Sequence[datetime]) -> Iterator[tuple[datetime, pl.DataFrame]]:
         """`read_latest_many` one answer at a time, in time order (see `latest.iter_latest`)."""
         return iter_latest(
             self.uri(paths.POSITION_UPDATES), as_ofs=as_ofs, default_account=self.default_account
         )
 
+    @_stored
     def create_position_updates(self) -> bool:
         return create_position_updates(self.uri(paths.POSITION_UPDATES))
 
+    @_stored
     def append_position_updates(self, frame: pl.DataFrame) -> None:
         append_position_updates(self.uri(paths.POSITION_UPDATES), frame)
 
+    @_stored
     def write_snapshot(
         self,
         positions: pl.DataFrame,
@@ -79,10 +103,11 @@ class Lake:
         taken_at: datetime,
         accounts: tuple[str, ...] | list[str],
         duration_s: float,
+        confirming: bool = False,
     ) -> None:
+        """Store a window's snapshot, or with `confirming` its confirming snapshot."""
         write_snapshot(
-            self.uri(paths.IB_POSITION_SNAPSHOTS),
-            self.uri(paths.IB_SNAPSHOT_LOG),
+            *self._snapshot_tables(confirming),
             positions,
             window_start=window_start,
             taken_at=taken_at,
@@ -90,6 +115,7 @@ class Lake:
             duration_s=duration_s,
         )
 
+    @_stored
     def read_snapshot(self, *, window_start: datetime) -> StoredSnapshot | None:
         return read_snapshot(
             self.uri(paths.IB_POSITION_SNAPSHOTS),
@@ -97,19 +123,25 @@ class Lake:
             window_start=window_start,
         )
 
+    @_stored
     def read_snapshots(
-        self, *, window_starts: Sequence[datetime]
+        self, *, window_starts: Sequence[datetime], confirming: bool = False
     ) -> dict[datetime, StoredSnapshot | None]:
-        """`read_snapshot` for many windows, reading each table once (UTC keys)."""
-        return read_snapshots(
-            self.uri(paths.IB_POSITION_SNAPSHOTS),
-            self.uri(paths.IB_SNAPSHOT_LOG),
-            window_starts=window_starts,
-        )
+        """`read_snapshot` for many windows, reading each table once (UTC keys); with
+        `confirming`, their confirming snapshots (None where none was taken)."""
+        return read_snapshots(*self._snapshot_tables(confirming), window_starts=window_starts)
+
+    def _snapshot_tables(self, confirming: bool) -> tuple[str, str]:
+        if confirming:
+            return self.uri(paths.IB_CONFIRMING_SNAPSHOTS), self.uri(
+                paths.IB_CONFIRMING_SNAPSHOT_LOG
+            )
+        return self.uri(paths.IB_POSITION_SNAPSHOTS), self.uri(paths.IB_SNAPSHOT_LOG)
 
     def write_discrepancies(self, frame: pl.DataFrame, *, window_start: datetime) -> None:
         self.write_discrepancies_of(frame, window_starts=[window_start])
 
+    @_stored
     def write_discrepancies_of(
         self, frame: pl.DataFrame, *, window_starts: Sequence[datetime]
     ) -> None:
@@ -122,6 +154,7 @@ class Lake:
             schema=schemas.POSITION_DISCREPANCIES,
         )
 
+    @_stored
     def read_discrepancies(self, *, window_start: datetime) -> pl.DataFrame:
         return read_window(
             self.uri(paths.POSITION_DISCREPANCIES),
@@ -129,6 +162,7 @@ class Lake:
             schema=schemas.POSITION_DISCREPANCIES,
         )
 
+    @_stored
     def read_discrepancies_of(self, *, window_starts: Sequence[datetime]) -> pl.DataFrame:
         """The discrepancy rows of every window of `window_starts`, from one scan."""
         found = read_windows(
@@ -140,6 +174,7 @@ class Lake:
             found.values() or [pl.DataFrame(schema=polars_schema(schemas.POSITION_DISCREPANCIES))]
         )
 
+    @_stored
     def write_delta_latest_of(
         self, frame: pl.DataFrame, *, window_starts: Sequence[datetime]
     ) -> None:
@@ -153,6 +188,7 @@ class Lake:
             schema=schemas.DELTA_LATEST_POSITIONS,
         )
 
+    @_stored
     def read_delta_latest_of(
         self, *, window_starts: Sequence[datetime]
     ) -> dict[datetime, pl.DataFrame]:
@@ -164,6 +200,7 @@ class Lake:
             schema=schemas.DELTA_LATEST_POSITIONS,
         )
 
+    @_stored
     def maintain(
         self, *, retention_hours: int = DEFAULT_RETENTION_HOURS, since: date | None = None
     ) -> list[TableMaintenance]:
@@ -175,6 +212,8 @@ class Lake:
             paths.POSITION_UPDATES,
             paths.IB_POSITION_SNAPSHOTS,
             paths.IB_SNAPSHOT_LOG,
+            paths.IB_CONFIRMING_SNAPSHOTS,
+            paths.IB_CONFIRMING_SNAPSHOT_LOG,
             paths.DELTA_LATEST_POSITIONS,
             paths.POSITION_DISCREPANCIES,
             # Small appends every tick and heartbeat: compaction keeps them cheap to read.

@@ -7,6 +7,9 @@ import os
 POSITION_UPDATES = "position_updates"
 IB_POSITION_SNAPSHOTS = "ib_position_snapshots"
 IB_SNAPSHOT_LOG = "ib_snapshot_log"
+# The second snapshot a live window with a critical candidate takes (same schemas).
+IB_CONFIRMING_SNAPSHOTS = "ib_confirming_snapshots"
+IB_CONFIRMING_SNAPSHOT_LOG = "ib_confirming_snapshot_log"
 POSITION_DISCREPANCIES = "position_discrepancies"
 ALERT_LOG = "alert_log"  # written by the alert sensors
 STREAM_STATUS = "stream_status"  # written by `v6 stream`

@@ -21,6 +21,7 @@ from deltalake import Schema
 
 from v6_pipeline.lake import commits, schemas
 from v6_pipeline.lake.errors import BadRowsError, LakeSchemaError
+from v6_pipeline.lake.storage import storage_options
 from v6_pipeline.lake.tables import open_table
 
 POSITION_KEY = ["account", "conid"]  # one position
@@ -158,6 +159,7 @@ class PositionLog:
             extra_columns="ignore",
             row_index_name=SEQ,
             row_index_offset=seq_start,
+            storage_options=storage_options(self.uri),
         )
         return _normalize(scan, self.default_account)
 

@@ -1,4 +1,5 @@
-"""Opening Delta tables: a missing table is an error that says how to create it."""
+"""Opening Delta tables (local or on an object store): a missing table is an error that says
+how to create it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 from v6_pipeline.lake.errors import TableNotFoundError
+from v6_pipeline.lake.storage import storage_options
 
 # Set on every table the project creates. A Delta log checkpoint every few commits, with
 # file statistics stored as structs (not one JSON string per file to parse): opening a
@@ -19,7 +21,7 @@ PROPERTIES = {
 
 def open_table(uri: str, *, hint: str) -> DeltaTable:
     try:
-        return DeltaTable(uri)
+        return DeltaTable(uri, storage_options=storage_options(uri))
     except DeltaTableNotFound:
         raise TableNotFoundError(uri, hint=hint) from None
 
@@ -27,12 +29,12 @@ def open_table(uri: str, *, hint: str) -> DeltaTable:
 def try_open(uri: str) -> DeltaTable | None:
     """The table at `uri`, or None when there is none yet (tables the pipeline creates)."""
     try:
-        return DeltaTable(uri)
+        return DeltaTable(uri, storage_options=storage_options(uri))
     except DeltaTableNotFound:
         return None
 
 
 def require(uri: str, *, hint: str) -> None:
     """Raise `TableNotFoundError` unless a Delta table is at `uri`; creates nothing."""
-    if not DeltaTable.is_deltatable(uri):
+    if not DeltaTable.is_deltatable(uri, storage_options=storage_options(uri)):
         raise TableNotFoundError(uri, hint=hint)

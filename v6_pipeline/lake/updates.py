@@ -11,6 +11,7 @@ from deltalake import DeltaTable
 from v6_pipeline.lake import schemas
 from v6_pipeline.lake.errors import LakeSchemaError
 from v6_pipeline.lake.source import STATS_PRECISION, bad_rows, raise_bad_rows
+from v6_pipeline.lake.storage import storage_options
 from v6_pipeline.lake.tables import PROPERTIES, try_open
 
 FIX_HINT = "fix them before writing (nothing was written)"
@@ -28,6 +29,7 @@ def create_position_updates(table_uri: str) -> bool:
         partition_by=schemas.POSITION_UPDATES_PARTITION_BY,
         mode="ignore",
         configuration=PROPERTIES,
+        storage_options=storage_options(table_uri),
     )
     return True
 
@@ -44,7 +46,7 @@ def append_position_updates(table_uri: str, frame: pl.DataFrame) -> None:
         return
     if (table := try_open(table_uri)) is None:
         create_position_updates(table_uri)
-        table = DeltaTable(table_uri)
+        table = DeltaTable(table_uri, storage_options=storage_options(table_uri))
     if "account" not in pa.schema(table.schema().to_arrow()).names:
         raise LakeSchemaError(
             table_uri, "account", "is missing: this writer appends only to the current schema"

@@ -5,22 +5,38 @@ A window's rows, or a range's, are replaced in one Delta commit by a predicate o
 on their `window_start`s (and date partitions, so only those days' files are looked at):
 re-materializing a window never duplicates rows and leaves other windows' rows as they
 were. The tables are partitioned by the UTC date of the window, not by window.
+
+A write that loses a commit race to another writer (two runs of overlapping windows, a
+run and the daily compaction) fails whole in Delta (`CommitFailedError`) and is done
+again on top of the winner's commit: being a replacement, it cannot duplicate rows.
 """
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
 import polars as pl
 import pyarrow as pa
 from deltalake import write_deltalake
+from deltalake.exceptions import CommitFailedError
 
+from v6_pipeline.lake.errors import WriteConflictError
 from v6_pipeline.lake.schemas import WINDOW_DATE, WINDOW_PARTITION_BY
+from v6_pipeline.lake.storage import storage_options
 from v6_pipeline.lake.tables import PROPERTIES, try_open
 from v6_pipeline.lake.times import as_utc
 
+log = logging.getLogger(__name__)
+
 WINDOW_START = pl.Datetime("us", "UTC")
+# Writes of one range, each after another writer's commit: a few suffice unless writers
+# keep colliding, which the error then says.
+COMMIT_ATTEMPTS = 5
+RETRY_PAUSE_S = 0.1  # doubled on each attempt, with jitter so two losers part ways
 
 
 def write_window(
@@ -53,18 +69,44 @@ def write_windows(
     data = _conform(frame, window_starts=starts, schema=schema)
     days = ", ".join(f"'{d.isoformat()}'" for d in sorted({w.date() for w in starts}))
     windows = ", ".join(f"'{w.isoformat()}'" for w in starts)
-    write_deltalake(
-        table_uri,
-        data,
-        mode="overwrite",
-        partition_by=WINDOW_PARTITION_BY,
-        # The dates prune the partitions, the bounds the files within them (statistics).
-        predicate=(
-            f"{WINDOW_DATE.name} IN ({days}) AND window_start >= '{starts[0].isoformat()}' "
-            f"AND window_start <= '{starts[-1].isoformat()}' AND window_start IN ({windows})"
-        ),
-        configuration=PROPERTIES,
+    # The dates prune the partitions, the bounds the files within them (statistics).
+    predicate = (
+        f"{WINDOW_DATE.name} IN ({days}) AND window_start >= '{starts[0].isoformat()}' "
+        f"AND window_start <= '{starts[-1].isoformat()}' AND window_start IN ({windows})"
     )
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            write_deltalake(
+                table_uri,
+                data,
+                mode="overwrite",
+                partition_by=WINDOW_PARTITION_BY,
+                predicate=predicate,
+                configuration=PROPERTIES,
+                storage_options=storage_options(table_uri),
+            )
+            return
+        except CommitFailedError as error:
+            said = str(error).splitlines()[0]
+            if attempt == COMMIT_ATTEMPTS:
+                raise WriteConflictError(
+                    f"{table_uri}: {attempt} attempts to replace the rows of {len(starts)} "
+                    f"window(s) from {starts[0].isoformat()} each lost a commit race to "
+                    f"another writer ({said}); none was stored: run the window(s) again"
+                ) from error
+            pause = RETRY_PAUSE_S * 2**attempt * random.uniform(0.5, 1.5)
+            log.warning(
+                "%s: another writer committed first (%s); writing %d window(s) from %s "
+                "again in %.2f s (attempt %d of %d)",
+                table_uri,
+                said,
+                len(starts),
+                starts[0].isoformat(),
+                pause,
+                attempt + 1,
+                COMMIT_ATTEMPTS,
+            )
+            time.sleep(pause)
 
 
 def read_window(table_uri: str, *, window_start: datetime, schema: pa.Schema) -> pl.DataFrame:

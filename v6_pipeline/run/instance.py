@@ -11,8 +11,17 @@ from importlib import resources
 from pathlib import Path
 
 import dagster as dg
+from dagster_postgres.utils import DagsterPostgresException
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from v6_pipeline.defs.assets import IB_POOL
+
+PG_URL_SETTING = "DAGSTER_PG_URL"
+
+
+class InstanceUnavailableError(RuntimeError):
+    """The instance's database cannot be reached or refuses the connection."""
 
 
 def prepare_home(path: str | Path) -> Path:
@@ -42,14 +51,39 @@ def _exclusive(home: Path) -> Iterator[None]:
 
 
 def open_instance(home: str | Path) -> dg.DagsterInstance:
-    """The instance at `home`, its storages created once, safely, by whoever comes first."""
+    """The instance at `home`, its storages created once, safely, by whoever comes first.
+
+    A database that cannot be reached or refuses the connection raises
+    `InstanceUnavailableError`, a sentence naming DAGSTER_PG_URL.
+    """
     path = prepare_home(home)
     with _exclusive(path):
-        instance = dg.DagsterInstance.from_config(str(path))
-        # Touch each storage so that its tables exist before the lock is released.
-        instance.get_runs(limit=1)
-        instance.event_log_storage.get_concurrency_info(IB_POOL)
+        try:
+            instance = dg.DagsterInstance.from_config(str(path))
+            # Touch each storage so that its tables exist before the lock is released.
+            instance.get_runs(limit=1)
+            instance.event_log_storage.get_concurrency_info(IB_POOL)
+        except (DagsterPostgresException, OperationalError) as error:
+            raise InstanceUnavailableError(_unreachable(error)) from error
     return instance
+
+
+def _unreachable(error: BaseException) -> str:
+    """What PostgreSQL (psycopg2) said, without Dagster's and SQLAlchemy's wrappers, and
+    the setting to check; the password is never shown."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    said = next(iter(str(error).strip().splitlines()), type(error).__name__)
+    raw = os.environ.get(PG_URL_SETTING, "").strip()
+    try:
+        url = make_url(raw).render_as_string(hide_password=True) if raw else "not set"
+    except ArgumentError:
+        url = "not a database URL"
+    return (
+        f"cannot open the Dagster instance's PostgreSQL database ({PG_URL_SETTING}: {url}): "
+        f"{said}. Check that the server is up and reachable from here, and the user, "
+        f"password, host, port and database in {PG_URL_SETTING}"
+    )
 
 
 def instance_from_env() -> tuple[dg.DagsterInstance, str]:

@@ -19,6 +19,7 @@ from deltalake import DeltaTable, write_deltalake
 from v6_pipeline.lake import paths
 from v6_pipeline.lake.paths import table_uri
 from v6_pipeline.lake.schemas import UTC_US, polars_schema
+from v6_pipeline.lake.storage import reported, storage_options
 from v6_pipeline.lake.tables import PROPERTIES
 
 TABLE = paths.STREAM_STATUS
@@ -72,10 +73,14 @@ def write_status(lake_dir: str | os.PathLike[str], status: StreamStatus) -> None
     """Append one heartbeat row (the table is created on the first)."""
     row = pa.Table.from_pylist([dataclasses.asdict(status)], schema=STREAM_STATUS)
     uri = status_uri(lake_dir)
-    if DeltaTable.is_deltatable(uri):
-        write_deltalake(uri, row, mode="append")
-    else:
-        write_deltalake(uri, row, mode="append", configuration=PROPERTIES)
+    options = storage_options(uri)
+    with reported(os.fspath(lake_dir)):
+        if DeltaTable.is_deltatable(uri, storage_options=options):
+            write_deltalake(uri, row, mode="append", storage_options=options)
+        else:
+            write_deltalake(
+                uri, row, mode="append", configuration=PROPERTIES, storage_options=options
+            )
 
 
 def read_stream_status(
@@ -87,12 +92,14 @@ def read_stream_status(
     """The heartbeat rows with `since <= heartbeat_at <= until` (either bound optional),
     oldest first; an empty frame when no stream has written the table yet."""
     uri = status_uri(lake_dir)
-    if not DeltaTable.is_deltatable(uri):
-        return pl.DataFrame(schema=STATUS_COLUMNS)
-    rows = pl.scan_delta(uri)
-    at = pl.col("heartbeat_at")
-    if since is not None:
-        rows = rows.filter(at >= since)
-    if until is not None:
-        rows = rows.filter(at <= until)
-    return rows.select(STATUS_COLUMNS.names()).sort("heartbeat_at").collect()
+    options = storage_options(uri)
+    with reported(os.fspath(lake_dir)):
+        if not DeltaTable.is_deltatable(uri, storage_options=options):
+            return pl.DataFrame(schema=STATUS_COLUMNS)
+        rows = pl.scan_delta(uri, storage_options=options)
+        at = pl.col("heartbeat_at")
+        if since is not None:
+            rows = rows.filter(at >= since)
+        if until is not None:
+            rows = rows.filter(at <= until)
+        return rows.select(STATUS_COLUMNS.names()).sort("heartbeat_at").collect()

@@ -35,7 +35,7 @@ def pipeline(tmp_path: Path, demo_gateway: GatewayThread, instance: dg.DagsterIn
         {
             "ib": IBGatewayResource(port=demo_gateway.port, timeout_s="2"),
             "lake": LakeResource(lake_dir=str(lake_dir)),
-            "settings": ReconciliationSettings(stale_after_s=str(DEMO_STALE_AFTER_S)),
+            "settings": ReconciliationSettings.from_env(stale_after_s=str(DEMO_STALE_AFTER_S)),
             "alerts": AlertsResource(),
         }
     )

@@ -70,7 +70,7 @@ def local_defs(env: Mapping[str, str]) -> dg.Definitions:
         {
             "ib": IBGatewayResource(port=int(env["V6_IB_PORT"]), timeout_s=env["V6_IB_TIMEOUT_S"]),
             "lake": LakeResource(lake_dir=env["V6_LAKE_DIR"]),
-            "settings": ReconciliationSettings(stale_after_s=env["V6_STALE_AFTER_S"]),
+            "settings": ReconciliationSettings.from_env(stale_after_s=env["V6_STALE_AFTER_S"]),
             "alerts": AlertsResource(urls=env["V6_ALERT_URLS"]),
         },
         start=partitions_start(env),

@@ -1,5 +1,5 @@
 """Fixtures for the production shape: a real PostgreSQL server, and Dagster instances
-stored in it through `deploy/dagster.yaml`.
+stored in it through `deploy/dagster.yaml`; a real S3 API (moto's server) for the lake.
 
 `instance` here is a Postgres-backed instance, so the shared `pipeline` fixture (the
 project's definitions bound to the emulator and a tmp lake) runs on PostgreSQL.
@@ -14,7 +14,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from v6_pipeline.lake.storage import SETTINGS
 from v6_pipeline_tests.defs.conftest import pipeline as pipeline
+from v6_pipeline_tests.production.s3 import S3Server, start_s3
 from v6_pipeline_tests.production.support import (
     DEPLOY,
     PostgresServer,
@@ -69,3 +71,23 @@ def pg_home(tmp_path: Path, pg_url: str) -> Path:
 def instance(pg_home: Path) -> Iterator[dg.DagsterInstance]:
     with dg.DagsterInstance.from_config(str(pg_home)) as inst:
         yield inst
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = start_s3()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The S3 server, its settings in the environment as a deployment sets them: the
+    others empty, as Compose and the Docker run launcher pass unset ones on."""
+    for name in SETTINGS:
+        monkeypatch.setenv(name, "")
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return s3_server

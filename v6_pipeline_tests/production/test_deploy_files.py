@@ -1,6 +1,6 @@
 """deploy/: the instance configs are valid Dagster config and agree with the embedded one;
 docker-compose.yaml, the run launcher and the Helm values describe the standard topology,
-forward every setting the code location reads, and every variable they name is
+forward every setting the code location and the lake read, and every variable they name is
 documented in README.md's settings tables. (No Docker engine or cluster runs here.)"""
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from dagster._core.instance.config import dagster_instance_config
 from v6_pipeline.defs.partitions import START_ENV
 from v6_pipeline.defs.resources import RESOURCES
 from v6_pipeline.defs.retention import RunRetentionResource
+from v6_pipeline.lake.storage import SETTINGS as STORAGE_SETTINGS
 from v6_pipeline_tests.production.support import DEPLOY, REPO
 
+# The instance's own settings every run needs: its database, its event batching.
+INSTANCE_SETTINGS = ("DAGSTER_PG_URL", "DAGSTER_EVENT_BATCH_SIZE")
 CODE_COMMAND = [
     "dagster", "api", "grpc", "-m", "v6_pipeline.definitions",
     "--location-name", "v6_pipeline", "--host", "0.0.0.0", "--port", "4000",
@@ -120,7 +123,7 @@ def test_every_setting_reaches_the_code_location_and_the_runs(
 ) -> None:
     settings = code_location_settings()
     forwarded = set(launcher["config"]["env_vars"])
-    assert forwarded == settings | {"DAGSTER_PG_URL"}
+    assert forwarded == settings | {*INSTANCE_SETTINGS, *STORAGE_SETTINGS}
     services = compose["services"]
     for service in ("code", "daemon"):  # the daemon forwards its own values to the runs
         assert set(services[service]["environment"]) >= forwarded, service
@@ -134,7 +137,11 @@ def test_helm_values_use_the_k8s_run_launcher_and_the_same_limits(helm: dict[str
     (deployment,) = helm["dagster-user-deployments"]["deployments"]
     assert deployment["dagsterApiGrpcArgs"][:2] == ["-m", "v6_pipeline.definitions"]
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
-    assert set(deployment["env"]) <= code_location_settings()
+    assert set(deployment["env"]) <= code_location_settings() | {
+        *STORAGE_SETTINGS,
+        "DAGSTER_EVENT_BATCH_SIZE",
+    }
+    assert deployment["env"]["DAGSTER_EVENT_BATCH_SIZE"] == "1000"
     assert helm["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
     production = load(DEPLOY / "dagster.yaml")
     concurrency = helm["concurrency"]

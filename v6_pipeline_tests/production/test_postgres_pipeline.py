@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from v6_pipeline.defs.partitions import last_closed_window, window_key
 from v6_pipeline.defs.resources import AlertsResource, IBGatewayResource, LakeResource
@@ -83,7 +84,12 @@ def test_the_schedule_requests_the_closed_window_and_skips_while_one_is_in_fligh
     assert "still in flight" in (skipped.skip_message or "")
 
 
-def test_a_backfill_rejudges_stored_snapshots_in_one_run(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("batch", ["0", "1000"], ids=["events-one-by-one", "events-batched"])
+def test_a_backfill_rejudges_stored_snapshots_in_one_run(
+    pipeline: Pipeline, batch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # deploy/ sets DAGSTER_EVENT_BATCH_SIZE: a range's materializations in one insert.
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch)
     windows = past(pipeline, 6, 5, 4)
     store_snapshots(pipeline, windows)
     keys = [window_key(w) for w in windows]
@@ -100,6 +106,10 @@ def test_a_backfill_rejudges_stored_snapshots_in_one_run(pipeline: Pipeline) -> 
     assert run.tags["dagster/asset_partition_range_start"] == keys[0]
     for w in windows:
         assert "NAKED_POSITION" in set(pipeline.lake.read_discrepancies(window_start=w)["type"])
+    stored = pipeline.instance.fetch_materializations(
+        dg.AssetKey("position_discrepancies"), limit=100
+    ).records
+    assert sorted(r.partition_key for r in stored if r.run_id == outcome.run_id) == keys
 
 
 def test_the_alert_sensors_read_a_postgres_instance(pipeline: Pipeline) -> None:

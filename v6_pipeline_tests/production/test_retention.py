@@ -195,7 +195,7 @@ def test_old_runs_and_their_event_logs_leave_the_instance(
     key = pipeline.newest_key()
     # Nothing in scope and no streamer to watch: every check passes.
     clean = pipeline.with_resources(
-        settings=ReconciliationSettings(sec_types="FUT", stream_dead_after_s="")
+        settings=ReconciliationSettings.from_env(sec_types="FUT", stream_dead_after_s="")
     )
     runs = {"healthy": run_windows(clean, key, instance=instance)}
     assert runs["healthy"].exit_code == EXIT_OK

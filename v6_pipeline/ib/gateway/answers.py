@@ -12,7 +12,7 @@ from datetime import datetime
 
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.connectivity import CONNECTIVITY
-from v6_pipeline.ib.gateway.faults import Fault, FaultName, active, delay_seconds
+from v6_pipeline.ib.gateway.faults import Fault, FaultName, active
 from v6_pipeline.ib.gateway.portfolio import Portfolio, PortfolioPosition
 from v6_pipeline.ib.protocol import ErrorCode
 
@@ -44,8 +44,6 @@ INF = "inf"
 class PositionsAnswer:
     """How reqPositions is answered under the faults in force."""
 
-    delay: float
-    """seconds to wait before sending"""
     payload: bytes
     """the frames to send"""
     subscribe: bool
@@ -59,10 +57,9 @@ class PositionsAnswer:
 def positions(
     portfolio: Portfolio, faults: Sequence[Fault], server_version: int
 ) -> PositionsAnswer:
-    delay = delay_seconds(faults)
     if active(faults, FaultName.CONNECTIVITY_LOST):
         payload = _connectivity(server_version, ErrorCode.CONNECTIVITY_LOST)
-        return PositionsAnswer(delay, payload, subscribe=False, close=False, count=0)
+        return PositionsAnswer(payload, subscribe=False, close=False, count=0)
 
     rows = portfolio.positions
     frames = _position_frames(rows, faults)
@@ -72,13 +69,13 @@ def positions(
 
     if active(faults, FaultName.DROP_MID_POSITIONS):
         half = frames[: len(frames) // 2]
-        return PositionsAnswer(delay, b"".join(half), subscribe=False, close=True, count=len(half))
+        return PositionsAnswer(b"".join(half), subscribe=False, close=True, count=len(half))
     for fault in faults:
         if fault.name is FaultName.ERROR_MID_POSITIONS:
             frames.insert(len(frames) // 2, _connectivity(server_version, fault.code))
     if not active(faults, FaultName.NO_POSITION_END):
         frames.append(protocol.position_end())
-    return PositionsAnswer(delay, b"".join(frames), subscribe=True, close=False, count=len(rows))
+    return PositionsAnswer(b"".join(frames), subscribe=True, close=False, count=len(rows))
 
 
 def _position_frames(rows: Sequence[PortfolioPosition], faults: Sequence[Fault]) -> list[bytes]:

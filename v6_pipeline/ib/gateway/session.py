@@ -17,7 +17,7 @@ from typing import Protocol
 
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.gateway import answers
-from v6_pipeline.ib.gateway.faults import Fault, FaultName, active
+from v6_pipeline.ib.gateway.faults import Fault, FaultName, active, delay_seconds
 from v6_pipeline.ib.gateway.portfolio import Portfolio, PortfolioPosition
 from v6_pipeline.ib.protocol import Incoming, ProtocolError
 
@@ -152,23 +152,28 @@ class Session:
             await self._writer.drain()
 
     def _positions(self, fields: list[str]) -> None:
+        self.positions = Subscription.PENDING
+        delay = delay_seconds(self._gateway.faults)
+        if delay:
+            task = asyncio.create_task(self._send_positions_later(delay))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._send_positions(self._answer())
+
+    def _answer(self) -> answers.PositionsAnswer:
+        """The positions as they are now: a slow gateway reports its book when it sends."""
         started = time.perf_counter()
         answer = answers.positions(
             self._gateway.portfolio, self._gateway.faults, self.server_version
         )
         self._gateway.note_snapshot(self, answer, time.perf_counter() - started)
-        self.positions = Subscription.PENDING
-        if answer.delay:
-            task = asyncio.create_task(self._send_positions_later(answer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            self._send_positions(answer)
+        return answer
 
-    async def _send_positions_later(self, answer: answers.PositionsAnswer) -> None:
-        await asyncio.sleep(answer.delay)
+    async def _send_positions_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
         if self.positions is Subscription.PENDING:  # not cancelled meanwhile
-            self._send_positions(answer)
+            self._send_positions(self._answer())
             await self._writer.drain()
 
     def _send_positions(self, answer: answers.PositionsAnswer) -> None:
