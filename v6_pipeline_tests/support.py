@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from v6_pipeline.demo.book import portfolio_path
@@ -48,3 +51,32 @@ def v6(
         env={**os.environ, **(env or {})},
         cwd=cwd,
     )
+
+
+# Test workers (pytest-xdist) install system packages one at a time: dpkg takes one.
+_APT_LOCK = Path(tempfile.gettempdir()) / "v6-tests-apt.lock"
+
+
+def apt_install(package: str, *, present: Callable[[], bool], timeout_s: float = 900) -> str | None:
+    """Install Debian's `package` unless `present()`; None when it is there, else why not."""
+    with _APT_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be installing it right now
+        if present():
+            return None
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (
+            ["apt-get", "update"],
+            ["apt-get", "install", "-y", "--no-install-recommends", package],
+        ):
+            try:
+                done = subprocess.run(
+                    command, capture_output=True, text=True, env=env, timeout=timeout_s
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return f"`{' '.join(command)}` failed: {exc}"
+            if done.returncode:
+                return (
+                    f"`{' '.join(command)}` exited {done.returncode}: "
+                    f"{(done.stderr or done.stdout).strip()[-2000:]}"
+                )
+        return None

@@ -23,6 +23,8 @@ from v6_pipeline.reconcile import DiscrepancyType, reconcile
 T1 = datetime(2026, 11, 30, 10, 5, 0, 200_000, tzinfo=UTC)
 T2 = T1 + timedelta(seconds=8)
 TYPES = [t.value for t in DiscrepancyType]
+IB_SCHEMA = {"account": pl.String, "conid": pl.Int64, "symbol": pl.String, "position": pl.Float64}
+DELTA_SCHEMA = {**IB_SCHEMA, "timestamp": pl.Datetime("us", "UTC")}
 
 
 def _rows(types: dict[int, str]) -> pl.DataFrame:
@@ -53,25 +55,8 @@ def _rows(types: dict[int, str]) -> pl.DataFrame:
 
 
 def _judge(ib: list[dict], delta: list[dict], as_of: datetime) -> pl.DataFrame:
-    ib_frame = pl.DataFrame(
-        ib,
-        schema={
-            "account": pl.String,
-            "conid": pl.Int64,
-            "symbol": pl.String,
-            "position": pl.Float64,
-        },
-    )
-    delta_frame = pl.DataFrame(
-        delta,
-        schema={
-            "account": pl.String,
-            "conid": pl.Int64,
-            "symbol": pl.String,
-            "position": pl.Float64,
-            "timestamp": pl.Datetime("us", "UTC"),
-        },
-    )
+    ib_frame = pl.DataFrame(ib, schema=IB_SCHEMA)
+    delta_frame = pl.DataFrame(delta, schema=DELTA_SCHEMA)
     return reconcile(
         ib_frame.with_columns(sec_type=pl.lit("OPT")),
         delta_frame.with_columns(sec_type=pl.lit("OPT")),
@@ -165,16 +150,7 @@ def _book(legs: list[Leg], t: float, settle: float) -> tuple[list[dict], list[di
         if written and fill_at <= at:
             delta.append({**row, "position": -2.0 if leg.opening else 0.0, "timestamp": fill_at})
     latest = (
-        pl.DataFrame(
-            delta,
-            schema={
-                "account": pl.String,
-                "conid": pl.Int64,
-                "symbol": pl.String,
-                "position": pl.Float64,
-                "timestamp": pl.Datetime("us", "UTC"),
-            },
-        )
+        pl.DataFrame(delta, schema=DELTA_SCHEMA)
         .sort("timestamp")
         .unique(["account", "conid"], keep="last")
     )

@@ -44,6 +44,13 @@ class Outcome:
         return EXIT_OK if self.success else EXIT_FAILED
 
 
+def resolve_job(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.JobDefinition:
+    """`reconciliation_job` of `defs`, loaded against `instance`'s state, whatever
+    instance a caller (a test, an embedding tool) entered last in this context."""
+    with set_defs_state_storage(instance.defs_state_storage):
+        return defs.resolve_job_def(reconciliation_job.name)
+
+
 def run_windows(
     defs: dg.Definitions,
     first: str,
@@ -59,10 +66,7 @@ def run_windows(
     process died are reaped first; a live run holding the IB pool slot is waited for at
     most `slot_wait_s` (`PoolBusyError` then names it).
     """
-    # The definitions load against this instance's state, whatever instance a caller
-    # (a test, an embedding tool) entered last in this context.
-    with set_defs_state_storage(instance.defs_state_storage):
-        job = defs.resolve_job_def(reconciliation_job.name)
+    job = resolve_job(defs, instance)
     windows = job.partitions_def
     assert isinstance(windows, dg.TimeWindowPartitionsDefinition)
     keys = (validate_key(first, windows), validate_key(last or first, windows))

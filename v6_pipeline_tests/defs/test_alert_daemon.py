@@ -125,6 +125,15 @@ def _finished(ticks: list[InstigatorTick]) -> bool:
     return any(t.status != TickStatus.STARTED for t in ticks)
 
 
+def reasons(instance: dg.DagsterInstance) -> list[str]:
+    """What the failure sensor's ticks said, newest first."""
+    return [t.skip_reason or "" for t in sensor_ticks(instance, "reconciliation_failure_sensor")]
+
+
+def _alerted(said: list[str]) -> bool:
+    return any("alerted: open pipeline-" in s for s in said)
+
+
 def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -163,9 +172,12 @@ def test_the_daemon_pages_a_failing_run_within_a_minute(tmp_path: Path) -> None:
             assert hook.received, (
                 f"no alert {paged_after:.0f} s after the run failed:\n{tail(log_path)}"
             )
-            said = [
-                t.skip_reason or "" for t in sensor_ticks(instance, "reconciliation_failure_sensor")
-            ]
+            # The tick that sent it records what it did once it ends, after the POST.
+            deadline = time.monotonic() + 30
+            said = reasons(instance)
+            while not _alerted(said) and time.monotonic() < deadline:
+                time.sleep(0.5)
+                said = reasons(instance)
 
     assert paged_after <= PAGE_WITHIN_S, f"paged {paged_after:.1f} s after the run failed"
     [alert] = hook.received  # one pipeline incident; no naked leg was judged, no silence yet
@@ -174,6 +186,6 @@ def test_the_daemon_pages_a_failing_run_within_a_minute(tmp_path: Path) -> None:
     assert f"Cannot reach IB Gateway/TWS at 127.0.0.1:{closed}" in alert["message"]
     assert f"/runs/{run.dagster_run.run_id}" in alert["message"]
     # Sent by the daemon's tick of the failure sensor, which says so in the UI.
-    assert any("alerted: open pipeline-" in s for s in said), said
+    assert _alerted(said), said
     logged = alert_log.read(lake_dir)
     assert "delivered" in set(logged["status"]), logged

@@ -106,7 +106,7 @@ def test_a_close_1s_before_the_snapshot_written_3s_late_is_no_naked_after_settli
     outcome, closed_at, taken_at = _close_then_run(
         pipeline, before_s=1.0, settle_s="3", confirm_after_s="5"
     )
-    assert timedelta(seconds=0.9) < taken_at - closed_at < timedelta(seconds=1.5)
+    assert timedelta(seconds=0.9) < taken_at - closed_at < timedelta(seconds=LAG_S)
     assert outcome.exit_code == EXIT_OK, outcome.failure
     assert _row(outcome, CLOSED_KEY) is None  # Delta had the close by the time it was read
     assert outcome.discrepancies.is_empty()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg2
 
-from v6_pipeline_tests.support import free_port
+from v6_pipeline_tests.support import apt_install, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -48,17 +48,9 @@ def _install() -> None:
             "initdb and pg_ctl are missing and this user cannot install them: run "
             "`sudo apt-get install -y postgresql` (Debian's PostgreSQL 15), then the tests"
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
-    ):
-        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-        if done.returncode != 0:
-            raise PostgresUnavailableError(
-                f"installing PostgreSQL failed: `{' '.join(command)}` exited "
-                f"{done.returncode}: {done.stderr.strip()[-800:]}"
-            )
+    failed = apt_install("postgresql", present=lambda: _pg_bin() is not None)
+    if failed:
+        raise PostgresUnavailableError(f"installing PostgreSQL failed: {failed}")
 
 
 def _server_user() -> str | None:

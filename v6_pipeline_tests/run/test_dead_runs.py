@@ -22,6 +22,7 @@ from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.lake import Lake
 from v6_pipeline.run.instance import open_instance
 from v6_pipeline.run.liveness import PoolBusyError, wait_for_pool
+from v6_pipeline.run.runner import resolve_job
 from v6_pipeline_tests.support import v6
 
 
@@ -101,10 +102,8 @@ def test_the_schedule_does_not_skip_for_a_dead_run(
 
 
 def test_a_live_holder_is_waited_for_with_a_deadline(tmp_path: Path) -> None:
-    # The instance first: Dagster's definitions loading resolves the current instance's
-    # state storage, which must not be an earlier test's disposed one.
     instance = open_instance(tmp_path / "home")
-    job = build_defs(resources_from_env({})).resolve_job_def("reconciliation_job")
+    job = resolve_job(build_defs(resources_from_env({})), instance)
     # A run of this very process holds the slot: alive, so it must not be reaped.
     run = instance.create_run_for_job(
         job, status=dg.DagsterRunStatus.STARTED, tags={"v6/pid": str(os.getpid())}

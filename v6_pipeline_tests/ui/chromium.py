@@ -6,10 +6,10 @@ Debian's package comes from the package registry like everything else.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
+
+from v6_pipeline_tests.support import apt_install
 
 CHROMIUM = Path("/usr/bin/chromium")
 _APT_TIMEOUT_S = 900
@@ -44,26 +44,12 @@ def ensure_chromium() -> Path:
             f"{CHROMIUM} is missing and apt-get is not available: install Debian's "
             "`chromium` package for the browser tests (never `playwright install`)"
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
-    ):
-        try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, env=env, timeout=_APT_TIMEOUT_S
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ChromiumMissingError(_failed(command, str(exc))) from exc
-        if done.returncode:
-            raise ChromiumMissingError(_failed(command, (done.stderr or done.stdout)[-2000:]))
+    failed = apt_install("chromium", present=CHROMIUM.exists, timeout_s=_APT_TIMEOUT_S)
+    if failed:
+        raise ChromiumMissingError(
+            f"the browser tests need Debian's Chromium at {CHROMIUM}, and {failed} (run it "
+            "as root, or install the package by hand)"
+        )
     if not CHROMIUM.exists():
         raise ChromiumMissingError(f"apt-get installed chromium but {CHROMIUM} is still missing")
     return CHROMIUM
-
-
-def _failed(command: list[str], output: str) -> str:
-    return (
-        f"the browser tests need Debian's Chromium at {CHROMIUM}, and `{' '.join(command)}` "
-        f"failed (run it as root, or install the package by hand):\n{output}"
-    )
