@@ -164,6 +164,10 @@ class TestSettings:
         assert settings.scope() == ("OPT",)
         assert settings.tolerance() == 0.001
         assert settings.stale_after() is None
+        # Fills in flight (README): a live read settles 3 s, a critical candidate is
+        # confirmed 5 s after the first snapshot.
+        assert settings.settle() == timedelta(seconds=3)
+        assert settings.confirm_after() == timedelta(seconds=5)
 
     def test_parsed_and_validated(self) -> None:
         settings = ReconciliationSettings(sec_types="opt, stk", abs_tol="0.5", stale_after_s="90")
@@ -187,6 +191,9 @@ class TestSettings:
             ("V6_IB_TIMEOUT_S", "0", "V6_IB_TIMEOUT_S='0' must be a finite number of seconds > 0"),
             ("V6_IB_PORT", "99999", "V6_IB_PORT=99999 is not a TCP port"),
             ("V6_IB_CLIENT_ID", "-1", "V6_IB_CLIENT_ID=-1"),
+            ("V6_SETTLE_S", "90", "V6_SETTLE_S='90' is over 60 s"),
+            ("V6_CONFIRM_AFTER_S", "-1", "V6_CONFIRM_AFTER_S='-1' must be a finite number"),
+            ("V6_CONFIRM_AFTER_S", "soon", "V6_CONFIRM_AFTER_S='soon' is not a number"),
         ],
     )
     def test_settings_that_would_blind_the_check_fail_the_load(
