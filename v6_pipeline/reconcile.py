@@ -17,6 +17,10 @@ and raise a false NAKED alarm. Only the accounts the IB answer covers are judged
 Delta's open positions elsewhere are not NAKED (IB was not asked about them); the
 pipeline reports them from `unjudged_accounts()`.
 
+Identity values (account, sec type, symbol, and the accounts and sec types asked for)
+follow one rule on both sides: trimmed and upper-cased, so "du222 " is DU222 and "opt"
+is OPT; a blank sec type is unknown (in scope). A typo never moves a leg out of scope.
+
 Quantities must be finite: NaN or +-inf is bad data and raises, never a verdict
 (an infinite Delta quantity would otherwise compare as closed and hide a naked leg).
 """
@@ -239,9 +243,15 @@ def _stale_before(as_of: datetime, stale_after: timedelta | None) -> datetime | 
         ) from None
 
 
+def _identity(value: pl.Expr) -> pl.Expr:
+    """An account, sec type or symbol as judged: trimmed, upper-cased."""
+    return value.str.strip_chars().str.to_uppercase()
+
+
 def _scope(sec_types: Iterable[str] | None) -> list[str] | None:
-    """Sec types in scope, sorted; None (or a `*` among them) means every sec type."""
-    scope = None if sec_types is None else sorted(set(sec_types))
+    """Sec types in scope (normalised), sorted; None (or a `*` among them) means every
+    sec type."""
+    scope = None if sec_types is None else sorted({t.strip().upper() for t in sec_types})
     return None if scope is None or "*" in scope else scope
 
 
@@ -252,7 +262,7 @@ def _accounts(accounts: Iterable[str]) -> list[str]:
         raise ValueError(
             f"accounts must be an iterable of account ids (str), e.g. ['DU111'], got {accounts!r}"
         )
-    return sorted(set(covered))
+    return sorted({a.strip().upper() for a in covered})
 
 
 def _validate_as_of(as_of: datetime) -> datetime:
@@ -297,6 +307,12 @@ def _normalise(
         )
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:
         raise ValueError(f"{name} has a column of the wrong type: {exc}") from exc
+    # Identity values follow one rule on both sides: "du222 " is DU222, "opt" is OPT.
+    frame = frame.with_columns(
+        _identity(pl.col(c)).replace("", None) if c == "sec_type" else _identity(pl.col(c))
+        for c in ("account", "sec_type", "symbol")
+        if c in frame.columns
+    )
     _require_finite(frame, name, "position")
     duplicated = frame.select(pl.struct("account", "conid").is_duplicated().sum()).item()
     if duplicated:

@@ -429,3 +429,31 @@ class TestUnjudgedAccounts:
             unjudged_accounts(delta, ["A"], abs_tol=0.001, sec_types=None)
         with pytest.raises(ValueError, match="abs_tol"):
             unjudged_accounts(delta_frame(), ["A"], abs_tol=math.nan, sec_types=None)
+
+
+class TestIdentityValues:
+    """One rule on both sides: trimmed, upper-cased. A typo never moves a leg out of scope."""
+
+    @pytest.mark.parametrize(
+        ("account", "sec_type"),
+        [("du1", "OPT"), ("DU1 ", "OPT"), ("DU1", "opt"), (" Du1", " Opt ")],
+    )
+    def test_a_delta_typo_is_the_same_leg(self, account: str, sec_type: str) -> None:
+        delta = delta_frame((account, 1, -2), sec_types=[sec_type])
+        result = reconcile(ib_frame(), delta, as_of=AS_OF, accounts=["DU1"])
+        assert kinds(result) == {("DU1", 1): NAKED}
+        assert result["sec_type"].to_list() == ["OPT"]
+
+    def test_the_same_leg_spelled_two_ways_on_one_side_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="sharing an \\(account, conid\\) key"):
+            reconcile(ib_frame(("DU1", 1, 1), ("du1 ", 1, 1)), delta_frame(), as_of=AS_OF)
+
+    def test_settings_are_normalised_too(self) -> None:
+        delta = delta_frame(("DU1", 1, -2), sec_types=["OPT"])
+        result = reconcile(ib_frame(), delta, as_of=AS_OF, accounts=[" du1"], sec_types=["opt "])
+        assert kinds(result) == {("DU1", 1): NAKED}
+        assert unjudged_accounts(delta, ["du1"], abs_tol=0.001, sec_types=["opt"]).is_empty()
+
+    def test_a_blank_sec_type_is_unknown_so_in_scope(self) -> None:
+        delta = delta_frame(("DU1", 1, -2), sec_types=["  "])
+        assert kinds(reconcile(ib_frame(), delta, as_of=AS_OF)) == {("DU1", 1): NAKED}

@@ -63,14 +63,33 @@ class JudgedWindow:
         return replace(self, rows=rows, confirming=second.snapshot)
 
 
+class UnmanagedAccountError(ValueError):
+    """V6_ACCOUNTS names an account the gateway does not manage: judging the others
+    alone would look like a clean book for the one the user asked about."""
+
+    def __init__(self, missing: list[str], managed: tuple[str, ...], wanted: tuple[str, ...]):
+        super().__init__(
+            f"V6_ACCOUNTS names {', '.join(missing)}, which the gateway does not manage "
+            f"(V6_ACCOUNTS={','.join(wanted)}; the gateway manages "
+            f"{', '.join(managed) or 'no account'}): log in to IB with a user that manages "
+            "it, or remove it from V6_ACCOUNTS"
+        )
+        self.missing = missing
+
+
 def judged_accounts(
     managed: tuple[str, ...], account_filter: tuple[str, ...] | None
 ) -> tuple[str, ...]:
     """The accounts the IB answer covers: those the gateway manages, narrowed by
-    V6_ACCOUNTS. An account the gateway does not manage is never judged."""
+    V6_ACCOUNTS (trimmed, upper-cased, as the tables' accounts are). An account in
+    V6_ACCOUNTS that the gateway does not manage raises `UnmanagedAccountError`."""
+    managed = tuple(a.strip().upper() for a in managed)
     if account_filter is None:
         return managed
-    return tuple(a for a in managed if a in account_filter)
+    wanted = tuple(dict.fromkeys(a.strip().upper() for a in account_filter))
+    if missing := [a for a in wanted if a not in managed]:
+        raise UnmanagedAccountError(missing, managed, wanted)
+    return tuple(a for a in managed if a in wanted)
 
 
 def judge(

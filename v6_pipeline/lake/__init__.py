@@ -1,6 +1,7 @@
 """The lake side: Delta tables, the as-of latest read, window writes, maintenance."""
 
 from v6_pipeline.lake.errors import (
+    AmbiguousHistoryError,
     BadRowsError,
     LakeError,
     LakeSchemaError,
@@ -14,6 +15,7 @@ from v6_pipeline.lake.latest import iter_latest, read_latest, read_latest_many
 from v6_pipeline.lake.snapshots import StoredSnapshot
 
 __all__ = [
+    "AmbiguousHistoryError",
     "BadRowsError",
     "Lake",
     "LakeError",

@@ -60,6 +60,28 @@ def _describe(key: Mapping[str, object]) -> str:
     )
 
 
+class AmbiguousHistoryError(LakeError):
+    """One key has rows with different quantities at one timestamp, and an answer depends
+    on which holds: never settled by row order. `ties` are (account, conid, timestamp,
+    quantity, other quantity)."""
+
+    def __init__(
+        self, table_uri: str, as_of: datetime, ties: list[tuple[str, int, datetime, float, float]]
+    ) -> None:
+        account, conid, at, *quantities = ties[0]
+        low, high = sorted(quantities)
+        more = f" (and {len(ties) - 1} more key(s))" if len(ties) > 1 else ""
+        super().__init__(
+            f"{table_uri}: account {account} conid {conid} has two quantities, {low:g} and "
+            f"{high:g}, at the same timestamp {at.isoformat()}{more}, so what Delta holds as of "
+            f"{as_of.isoformat()} is ambiguous: delete or correct the wrong row (this project's "
+            "writer never writes two rows for one key and time), then re-run the window"
+        )
+        self.table_uri = table_uri
+        self.as_of = as_of
+        self.ties = ties
+
+
 class TornSnapshotError(LakeError):
     """A window's stored snapshot rows disagree with its log row (an interrupted rewrite)."""
 

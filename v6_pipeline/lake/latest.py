@@ -31,9 +31,13 @@ history, and the answer must equal a full scan exactly, whatever order events ar
   `BadRowsError` (an example row named), never a verdict on bad data. What is checked
   is what is read: the files added since the checkpoint (whose rows were checked when it
   was built), or all of history when it is rebuilt.
-- Ties on (account, conid, timestamp), which the project's writer never makes: the row
-  written last wins, judged by the file's write time in the Delta log (then its path and
-  the row's place in it).
+- Ties on (account, conid, timestamp), which the project's writer never makes: two rows
+  with the same quantity are one fact (the row written last is kept, judged by the file's
+  write time in the Delta log, then its path and the row's place in it); two different
+  quantities make the history ambiguous, and an answer that depends on it raises
+  `AmbiguousHistoryError` naming the key and both quantities, never a silent pick by row
+  order. The kept row carries the other quantity (`_tie`), through the checkpoint too, so
+  a tie is seen however its rows were read; a newer row of the key settles it.
 
 Many times at once (`read_latest_many`, `iter_latest`: a backfill of a day is 288 windows).
 The rows are read once: from the checkpoint when every time is at or after its cutoff,
@@ -60,11 +64,13 @@ import polars as pl
 
 from v6_pipeline.lake import checkpoint
 from v6_pipeline.lake.checkpoint import Checkpoint
+from v6_pipeline.lake.errors import AmbiguousHistoryError
 from v6_pipeline.lake.paths import checkpoint_uri
 from v6_pipeline.lake.source import (
     OUTPUT,
     POSITION_KEY,
     SEQ,
+    TIE,
     PositionLog,
     bad_rows,
     raise_bad_rows,
@@ -154,7 +160,7 @@ def _sweeps(uri: str, as_ofs: list[datetime], default_account: str | None) -> li
         rows = source.scan(files, seq_start=0)
         windows, summary = pl.collect_all([_by_window(rows, as_ofs), bad_rows(rows)])
         raise_bad_rows(uri, summary)
-        return [_sweep(windows, as_ofs)]
+        return [_sweep(uri, windows, as_ofs)]
     added = saved.added(source)
     # Files without a row count cannot be judged small: they trigger a refresh.
     waiting = int(added["num_records"].fill_null(REFRESH_ROWS).sum())
@@ -216,7 +222,7 @@ def _build(
         tail=after,
     )
     checkpoint.save(store, built)
-    sweeps = [_sweep(windows, early) for windows in history]
+    sweeps = [_sweep(source.uri, windows, early) for windows in history]
     if late:
         sweeps.append(_steady(source, built, added.clear(), late))
     return sweeps
@@ -234,7 +240,7 @@ def _steady(
     keys = candidates.select(POSITION_KEY).unique()
     judged = pl.concat([saved.state.join(keys, on=POSITION_KEY, how="semi"), candidates])
     windows = _by_window(judged.lazy(), as_ofs).collect(engine=SMALL)
-    return _sweep(windows, as_ofs, base=saved.state.select(*OUTPUT))
+    return _sweep(source.uri, windows, as_ofs, base=saved.state.select(*OUTPUT, TIE))
 
 
 def _by_window(rows: pl.LazyFrame, as_ofs: list[datetime]) -> pl.LazyFrame:
@@ -248,7 +254,7 @@ def _by_window(rows: pl.LazyFrame, as_ofs: list[datetime]) -> pl.LazyFrame:
 
 
 def _sweep(
-    windows: pl.DataFrame, as_ofs: list[datetime], *, base: pl.DataFrame | None = None
+    uri: str, windows: pl.DataFrame, as_ofs: list[datetime], *, base: pl.DataFrame | None = None
 ) -> Answers:
     """The answer at each of `as_ofs` from `_by_window` over them, in time order.
 
@@ -258,7 +264,7 @@ def _sweep(
     """
     # Sorted, a key's rows are adjacent and keys come in answer order: an answer is a
     # gather of each key's current row, in key order, with no join or sort per step.
-    rows = windows.select(*OUTPUT, AS_OF_WINDOW_COL).sort(*POSITION_KEY, AS_OF_WINDOW_COL)
+    rows = windows.select(*OUTPUT, TIE, AS_OF_WINDOW_COL).sort(*POSITION_KEY, AS_OF_WINDOW_COL)
     numbered = rows.select(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
         (pl.struct(POSITION_KEY).is_first_distinct().cum_sum() - 1).alias("key"),
@@ -266,7 +272,7 @@ def _sweep(
     )
     changes = numbered.partition_by(AS_OF_WINDOW_COL, as_dict=True, include_key=False)
     current = pl.repeat(-1, numbered["key"].n_unique(), dtype=pl.Int64, eager=True)  # row per key
-    data = rows.select(*OUTPUT)
+    data = rows.select(*OUTPUT, TIE)
     latest = data.clear() if base is None else base
     keys = None if base is None else base.select(pl.struct(POSITION_KEY)).to_series()
     for k, as_of in enumerate(as_ofs):
@@ -276,8 +282,18 @@ def _sweep(
             latest = data[current.filter(current >= 0)]
             if base is not None and keys is not None:
                 latest = _overlay(base, keys, latest)
-        # A copy: a caller changing an answer in place must not change the next one.
-        yield as_of, latest.clone()
+        yield as_of, _unambiguous(uri, as_of, latest)
+
+
+def _unambiguous(uri: str, as_of: datetime, latest: pl.DataFrame) -> pl.DataFrame:
+    """An answer without its `_tie` column, once no row of it is ambiguous (a new frame:
+    a caller changing it in place must not change the next answer)."""
+    tied = latest.filter(pl.col(TIE).is_not_null())
+    if not tied.is_empty():
+        raise AmbiguousHistoryError(
+            uri, as_of, tied.select(*POSITION_KEY, "timestamp", "position", TIE).rows()
+        )
+    return latest.drop(TIE)
 
 
 def _overlay(base: pl.DataFrame, keys: pl.Series, rows: pl.DataFrame) -> pl.DataFrame:
@@ -305,9 +321,22 @@ def _overlay(base: pl.DataFrame, keys: pl.Series, rows: pl.DataFrame) -> pl.Data
 
 
 def _latest_with_seq(rows: pl.LazyFrame, *, by: list[str]) -> pl.LazyFrame:
+    """The latest row per `by`: of rows tied at its timestamp, the one written last, with
+    `_tie` set to another quantity among them (or one its rows already carried)."""
     newest = rows.group_by(by).agg(pl.col("timestamp").max())
+    low, high = pl.col("_low"), pl.col("_high")
     return (
         rows.join(newest, on=[*by, "timestamp"], how="semi")
-        # Ties only come from other writers: the row written last wins.
+        .with_columns(
+            _low=pl.min_horizontal("position", TIE).min().over(by),
+            _high=pl.max_horizontal("position", TIE).max().over(by),
+        )
+        # Ties only come from other writers: the row written last is kept.
         .filter(pl.col(SEQ) == pl.col(SEQ).max().over(by))
+        .with_columns(
+            pl.when(low != high)
+            .then(pl.when(pl.col("position") == low).then(high).otherwise(low))
+            .alias(TIE)
+        )
+        .drop("_low", "_high")
     )

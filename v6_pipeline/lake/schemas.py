@@ -103,7 +103,11 @@ DELTA_LATEST_POSITIONS = pa.schema(
 # keeps, its state then its tail, with their write order `_seq`. What describes them (the
 # table's version, the cutoff, the files seen) is in the parquet file's own metadata.
 CHECKPOINT = pa.schema(
-    [*(field.with_nullable(True) for field in POSITION_UPDATES), pa.field("_seq", pa.int64())]
+    [
+        *(field.with_nullable(True) for field in POSITION_UPDATES),
+        pa.field("_seq", pa.int64()),
+        pa.field("_tie", pa.float64()),  # another quantity at the row's timestamp (ambiguous)
+    ]
 )
 
 

@@ -3,7 +3,10 @@
 The Delta log lists every data file with its write time, row count and column statistics;
 `read_latest` chooses files from that list and `PositionLog.scan` reads exactly those.
 Every row read is checked (`bad_rows`): a null key or a non-finite position is bad data,
-reported with an example row, never judged.
+reported with an example row, never judged. A column stored with a type that cannot be
+read exactly (a boolean or text `position`, a float `conid`) is refused by name, never
+cast. Identity values (`account`, `sec_type`, `symbol`) are normalised as read: trimmed
+and upper-cased, so "du222 " and "DU222" are one account and "opt" is OPT.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from v6_pipeline.lake.tables import open_table
 
 POSITION_KEY = ["account", "conid"]  # one position
 SEQ = "_seq"  # write order: ties on (account, conid, timestamp) go to the later row
+# Another quantity at the latest row's very timestamp (null: none): an ambiguous history,
+# raised when an answer depends on it (see `latest.py`), carried through the checkpoint.
+TIE = "_tie"
+IDENTITY = ("account", "sec_type", "symbol")  # trimmed and upper-cased as read
 OUTPUT = schemas.polars_schema(schemas.POSITION_UPDATES)
 # Columns whose nulls make a row unusable (`account` only when no default fills it).
 NOT_NULL = ("conid", "position", "timestamp")
@@ -34,6 +41,7 @@ NOT_NULL = ("conid", "position", "timestamp")
 BAD_ROWS = (
     *((c, "a null", pl.col(c).is_null()) for c in ("account", *NOT_NULL)),
     ("position", "a non-finite", ~pl.col("position").is_finite()),
+    ("account", "a blank", pl.col("account") == ""),
 )
 EXAMPLE = ["account", "conid", "timestamp"]  # names a bad row in an error
 
@@ -147,7 +155,7 @@ class PositionLog:
         Not checked: the caller checks what it reads with `bad_rows`.
         """
         if files.is_empty():
-            return pl.LazyFrame(schema={**OUTPUT, SEQ: pl.Int64})
+            return pl.LazyFrame(schema={**OUTPUT, SEQ: pl.Int64, TIE: pl.Float64})
         root = self.uri.removeprefix("file://").rstrip("/") + "/"
         scan = pl.scan_parquet(
             # Log paths are percent-encoded once more than the object names.
@@ -201,6 +209,7 @@ def _check_schema(uri: str, schema: pa.Schema, *, default_account: str | None) -
             "is missing (a table from the earlier writer): set V6_DEFAULT_ACCOUNT "
             "to the account its rows belong to",
         )
+    check_types(uri, schema, fix="rewrite the column as")
     ts = schema.field("timestamp").type
     if not pa.types.is_timestamp(ts) or ts.tz is None:
         raise LakeSchemaError(
@@ -209,6 +218,56 @@ def _check_schema(uri: str, schema: pa.Schema, *, default_account: str | None) -
             f"is {ts}, not a UTC timestamp: rewrite it as Delta `timestamp` (UTC, "
             "microseconds); a naive time cannot be compared with a UTC `as_of`",
         )
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _is_exact_integer(t: pa.DataType) -> bool:
+    """An integer type that int64 holds exactly (uint64 does not)."""
+    return pa.types.is_integer(t) and not pa.types.is_uint64(t)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    # Any quantity a desk holds (far below 2**53) is exact as float64; booleans, decimals
+    # and text are refused rather than guessed at.
+    return pa.types.is_floating(t) or _is_exact_integer(t)
+
+
+def _is_text_or_integer(t: pa.DataType) -> bool:
+    return _is_text(t) or _is_exact_integer(t)  # 20261218, 100: exact as text
+
+
+# Stored types each column may have, read without loss into `OUTPUT` (else refused);
+# `timestamp` is checked on its own (it must be a UTC timestamp).
+_TYPES = {
+    "account": (_is_text, "text"),
+    "sec_type": (_is_text, "text"),
+    "symbol": (_is_text, "text"),
+    "conid": (_is_exact_integer, "an integer"),
+    "position": (_is_number, "a number"),
+    "strike": (_is_number, "a number"),
+    "avg_cost": (_is_number, "a number"),
+    "right": (_is_text, "text"),
+    "expiry": (_is_text_or_integer, "text"),
+    "multiplier": (_is_text_or_integer, "text"),
+    "currency": (_is_text, "text"),
+}
+
+
+def check_types(uri: str, schema: pa.Schema, *, fix: str) -> None:
+    """Refuse a `position_updates` column whose type cannot be read exactly (a boolean or
+    text quantity, a float conid): `LakeSchemaError` naming it, never a cast."""
+    for field in schema:
+        known = _TYPES.get(field.name)
+        if known and not pa.types.is_null(field.type) and not known[0](field.type):
+            raise LakeSchemaError(
+                uri,
+                field.name,
+                f"is {field.type}, not {known[1]}: it cannot be read exactly; "
+                f"{fix} {schemas.POSITION_UPDATES.field(field.name).type}",
+            )
 
 
 _TS = OUTPUT["timestamp"]
@@ -263,23 +322,37 @@ def _files(actions: pl.DataFrame, *, null_checked: list[str]) -> pl.DataFrame:
     ).sort("mtime", "path")
 
 
+def identity(value: pl.Expr) -> pl.Expr:
+    """An identity value as judged: trimmed, upper-cased (a blank stays blank)."""
+    return value.str.strip_chars().str.to_uppercase()
+
+
 def _normalize(frame: pl.LazyFrame, default_account: str | None) -> pl.LazyFrame:
-    """The `POSITION_UPDATES` columns (plus `_seq`): legacy gaps filled, extras dropped."""
+    """The `POSITION_UPDATES` columns (plus `_seq`, `_tie`): legacy gaps filled, identity
+    values normalised, extras dropped."""
     present = frame.collect_schema()
     if "account" not in present:
         account = pl.lit(default_account, pl.String)
     elif default_account is not None:
-        account = pl.col("account").fill_null(default_account)
+        account = pl.col("account").cast(pl.String).fill_null(default_account)
     else:
         account = pl.col("account")
+
+    def column(name: str, dtype: pl.DataType) -> pl.Expr:
+        if name == "account":
+            value = account.cast(dtype)
+        elif name not in present:
+            return pl.lit(None, dtype).alias(name)
+        else:
+            value = pl.col(name).cast(dtype)
+        if name == "sec_type":  # a blank sec type is unknown: in scope, as a null is
+            value = identity(value).replace("", None)
+        elif name in IDENTITY:
+            value = identity(value)
+        return value.alias(name)
+
     return frame.select(
-        *(
-            account.cast(dtype).alias(name)
-            if name == "account"
-            else pl.col(name).cast(dtype)
-            if name in present
-            else pl.lit(None, dtype).alias(name)
-            for name, dtype in OUTPUT.items()
-        ),
+        *(column(name, dtype) for name, dtype in OUTPUT.items()),
         pl.col(SEQ).cast(pl.Int64),
+        pl.lit(None, pl.Float64).alias(TIE),
     )

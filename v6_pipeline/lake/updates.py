@@ -10,7 +10,14 @@ from deltalake import DeltaTable
 
 from v6_pipeline.lake import schemas
 from v6_pipeline.lake.errors import LakeSchemaError
-from v6_pipeline.lake.source import STATS_PRECISION, bad_rows, raise_bad_rows
+from v6_pipeline.lake.source import (
+    IDENTITY,
+    STATS_PRECISION,
+    bad_rows,
+    check_types,
+    identity,
+    raise_bad_rows,
+)
 from v6_pipeline.lake.storage import storage_options
 from v6_pipeline.lake.tables import PROPERTIES, try_open
 
@@ -38,8 +45,9 @@ def append_position_updates(table_uri: str, frame: pl.DataFrame) -> None:
     """Add rows; a row with the (account, conid, timestamp) of a stored one replaces it.
 
     Replaying the same batch is a no-op in content, so a writer may retry freely. Rows a
-    reader would refuse (a null key, a non-finite position) are refused, and nothing is
-    written.
+    reader would refuse (a null key, a non-finite position, a column of another type) are
+    refused, and nothing is written. Identity values are written as they are judged:
+    trimmed, upper-cased.
     """
     rows = _conform(table_uri, frame)
     if rows.height == 0:
@@ -77,8 +85,11 @@ def _conform(table_uri: str, frame: pl.DataFrame) -> pl.DataFrame:
     for column in ("account", *schemas.POSITION_UPDATES_REQUIRED):
         if column not in frame.columns:
             raise LakeSchemaError(f"rows for {table_uri}", column, "is missing")
+    check_types(f"rows for {table_uri}", frame.head(0).to_arrow().schema, fix="give it as")
     rows = frame.select(
-        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
+        (identity(pl.col(name).cast(dtype)) if name in IDENTITY else pl.col(name).cast(dtype))
+        if name in frame.columns
+        else pl.lit(None, dtype).alias(name)
         for name, dtype in target.items()
     )
     raise_bad_rows(f"rows for {table_uri}", bad_rows(rows.lazy()).collect(), hint=FIX_HINT)

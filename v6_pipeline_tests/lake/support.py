@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from deltalake import DeltaTable
 
-from v6_pipeline.lake import schemas
+from v6_pipeline.lake import AmbiguousHistoryError, schemas
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 COLUMNS = schemas.polars_schema(schemas.POSITION_UPDATES)
@@ -34,15 +35,32 @@ def history_frame(
 
 
 def brute_force(uri: str, as_of: datetime) -> pl.DataFrame:
-    """The answer by reading everything: the reference `read_latest` must equal."""
+    """The answer by reading everything: the reference `read_latest` must equal. Raises
+    `AmbiguousHistoryError` when a key's latest timestamp holds two quantities."""
     if not DeltaTable(uri).file_uris():
         return pl.DataFrame(schema=COLUMNS)
+    rows = pl.read_delta(uri).filter(pl.col("timestamp") <= as_of)
+    at_latest = rows.filter(
+        pl.col("timestamp") == pl.col("timestamp").max().over("account", "conid")
+    )
+    tied = at_latest.group_by("account", "conid").agg(
+        pl.col("timestamp").first(), pl.col("position").min(), pl.col("position").max().alias("o")
+    )
+    if not (tied := tied.filter(pl.col("position") != pl.col("o"))).is_empty():
+        raise AmbiguousHistoryError(uri, as_of, tied.rows())
     return (
-        pl.read_delta(uri)
-        .filter(pl.col("timestamp") <= as_of)
-        .sort("timestamp", maintain_order=True)
+        rows.sort("timestamp", maintain_order=True)
         .group_by("account", "conid", maintain_order=True)
         .last()
         .select(COLUMNS.names())
         .sort("account", "conid")
     )
+
+
+def ambiguous_keys(read: Callable[[], object]) -> frozenset[tuple[str, int]] | None:
+    """The keys `read()` finds ambiguous, or None when it answers."""
+    try:
+        read()
+    except AmbiguousHistoryError as error:
+        return frozenset((account, conid) for account, conid, *_ in error.ties)
+    return None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
@@ -160,3 +162,63 @@ def test_the_writer_refuses_non_finite_positions_and_writes_nothing(
         "written)"
     )
     assert DeltaTable(updates_uri).version() == version
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "stored"),
+    [
+        ("position", [True, False], "bool"),
+        ("position", ["-2", "0"], "string"),
+        ("position", [Decimal("-2.0"), Decimal("0.0")], "decimal128"),
+        ("conid", [1.0, 2.0], "double"),
+        ("account", [1, 2], "int64"),
+        ("sec_type", [True, True], "bool"),
+    ],
+)
+def test_a_column_stored_with_another_type_is_refused_never_cast(
+    updates_uri, rows, minute, column, values, stored
+):
+    frame = rows([("A", 1, -2, 0), ("A", 2, 0, 1)]).to_arrow()
+    i = frame.schema.get_field_index(column)
+    write_deltalake(updates_uri, frame.set_column(i, column, pa.array(values)))
+
+    with pytest.raises(LakeSchemaError) as caught:
+        read_latest(updates_uri, as_of=minute(5))
+
+    message = str(caught.value)
+    assert f"column `{column}` is {stored}" in message
+    assert "cannot be read exactly" in message
+    assert "rewrite the column as" in message
+
+
+def test_integer_quantities_are_read_exactly(updates_uri, rows, minute):
+    frame = rows([("A", 1, -2, 0), ("A", 2, 3, 1)]).to_arrow()
+    i = frame.schema.get_field_index("position")
+    write_deltalake(updates_uri, frame.set_column(i, "position", pa.array([-2, 3], pa.int32())))
+
+    got = read_latest(updates_uri, as_of=minute(5))
+
+    assert got["position"].to_list() == [-2.0, 3.0]
+
+
+def test_identity_values_are_trimmed_and_upper_cased_as_read(updates_uri, rows, minute):
+    frame = rows([("du222 ", 1, -2, 0), ("DU222", 1, -3, 1), (" DU222", 2, 4, 0)])
+    frame = frame.with_columns(
+        sec_type=pl.Series(["opt", " OPT ", "  "]), symbol=pl.Series([" spy", "SPY", "qqq "])
+    )
+    write_deltalake(updates_uri, frame.to_arrow())
+
+    got = read_latest(updates_uri, as_of=minute(5))
+
+    # "du222 " and "DU222" are one account: its latest row wins, by time.
+    assert got.select("account", "conid", "position", "sec_type", "symbol").rows() == [
+        ("DU222", 1, -3.0, "OPT", "SPY"),
+        ("DU222", 2, 4.0, None, "QQQ"),  # a blank sec type is unknown (in scope)
+    ]
+
+
+def test_a_blank_account_is_a_bad_row(updates_uri, rows, minute):
+    write_deltalake(updates_uri, rows([("A", 1, -2, 0), ("  ", 2, -1, 1)]).to_arrow())
+
+    with pytest.raises(BadRowsError, match=r"1 row\(s\) with a blank `account`"):
+        read_latest(updates_uri, as_of=minute(5))

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from v6_pipeline.lake import checkpoint, latest, read_latest, schemas
+from v6_pipeline.lake import AmbiguousHistoryError, checkpoint, latest, read_latest, schemas
 from v6_pipeline.lake.paths import checkpoint_uri
 from v6_pipeline.lake.source import STATS_PRECISION
 from v6_pipeline.lake.updates import create_position_updates
@@ -141,12 +141,46 @@ def test_a_recreated_table_is_not_answered_from_the_old_checkpoint(updates_uri, 
     assert read_latest(updates_uri, as_of=minute(10)).is_empty()
 
 
-def test_ties_go_to_the_row_written_last(updates_uri, append, minute):
+def test_the_same_row_written_twice_is_one_fact(updates_uri, append, minute):
     append([("A", 1, 5, 3)])
-    append([("A", 1, 6, 3)])
-    assert positions(read_latest(updates_uri, as_of=minute(10))) == {("A", 1): (6.0, minute(3))}
-    append([("A", 1, 7, 3)])  # and on top of a checkpoint
-    assert positions(read_latest(updates_uri, as_of=minute(10))) == {("A", 1): (7.0, minute(3))}
+    append([("A", 1, 5, 3)])
+    assert positions(read_latest(updates_uri, as_of=minute(10))) == {("A", 1): (5.0, minute(3))}
+    append([("A", 1, 5, 3)])  # and on top of a checkpoint
+    assert positions(read_latest(updates_uri, as_of=minute(10))) == {("A", 1): (5.0, minute(3))}
+
+
+def _ambiguous(updates_uri: str, as_of) -> str:
+    with pytest.raises(AmbiguousHistoryError) as caught:
+        read_latest(updates_uri, as_of=as_of)
+    return str(caught.value)
+
+
+def test_two_quantities_at_one_time_are_ambiguous_never_picked_by_row_order(
+    updates_uri, append, minute
+):
+    append([("A", 1, -2, 3), ("A", 2, 1, 3)])
+    append([("A", 1, 0, 3)])  # was the leg closed at 3, or is it -2?
+
+    message = _ambiguous(updates_uri, minute(10))  # the checkpoint's first build
+    assert "account A conid 1 has two quantities, -2 and 0, at the same timestamp" in message
+    assert "delete or correct the wrong row" in message
+    assert _ambiguous(updates_uri, minute(10)) == message  # and from the checkpoint after
+    assert (
+        positions(read_latest(updates_uri, as_of=minute(2))) == {}
+    )  # before: no answer hangs on it
+
+    append([("A", 1, 7, 3)])  # a third writer on top of the checkpoint: still ambiguous
+    assert "account A conid 1 has two quantities" in _ambiguous(updates_uri, minute(10))
+    append([("A", 1, 4, 5)])  # a newer row settles the key
+    assert positions(read_latest(updates_uri, as_of=minute(10)))[("A", 1)] == (4.0, minute(5))
+    assert "conid 1" in _ambiguous(updates_uri, minute(4))  # a backfill before it: not settled
+
+
+def test_a_late_row_tying_a_checkpointed_row_is_ambiguous(updates_uri, append, minute):
+    append([("A", 1, -2, 3)])
+    assert positions(read_latest(updates_uri, as_of=minute(10))) == {("A", 1): (-2.0, minute(3))}
+    append([("A", 1, 0, 3)])  # written after the checkpoint, at the checkpointed row's time
+    assert "two quantities, -2 and 0" in _ambiguous(updates_uri, minute(10))
 
 
 def test_legacy_table_without_account_or_sec_type(updates_uri, rows, minute):

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from v6_pipeline.lake import (
+    AmbiguousHistoryError,
     BadRowsError,
     Lake,
     TableNotFoundError,
@@ -30,7 +31,7 @@ from v6_pipeline.lake import (
 from v6_pipeline.lake.paths import checkpoint_uri
 from v6_pipeline.lake.source import STATS_PRECISION, PositionLog
 from v6_pipeline.lake.updates import append_position_updates
-from v6_pipeline_tests.lake.support import COLUMNS, T0, history_frame
+from v6_pipeline_tests.lake.support import COLUMNS, T0, ambiguous_keys, history_frame
 
 LEGACY_ACCOUNT = "DU9"
 Expected = Callable[[str, datetime], pl.DataFrame]
@@ -60,6 +61,20 @@ def time_of(spec: tuple[int, int]) -> datetime:
 
 
 def assert_many_equals_singles(uri: str, as_ofs: list[datetime], account: str | None) -> None:
+    # An ambiguous answer (two quantities at one key's latest time) fails the whole read,
+    # at the first such time, with the keys a single read at that time names.
+    ambiguous = {
+        a: keys
+        for a in sorted(as_ofs)
+        if (keys := ambiguous_keys(lambda a=a: read_latest(uri, as_of=a, default_account=account)))
+    }
+    if ambiguous:
+        with pytest.raises(AmbiguousHistoryError) as caught:
+            read_latest_many(uri, as_ofs=as_ofs, default_account=account)
+        first = next(iter(ambiguous))
+        assert caught.value.as_of == first
+        assert {(a, c) for a, c, *_ in caught.value.ties} == ambiguous[first]
+        return
     many = read_latest_many(uri, as_ofs=as_ofs, default_account=account)
     singles = [read_latest(uri, as_of=a, default_account=account) for a in as_ofs]
     assert len(many) == len(singles)

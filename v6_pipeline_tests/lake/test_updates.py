@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from v6_pipeline.lake import BadRowsError, read_latest, schemas
+from v6_pipeline.lake import BadRowsError, LakeSchemaError, read_latest, schemas
 from v6_pipeline.lake.updates import append_position_updates, create_position_updates
 
 
@@ -57,3 +59,17 @@ def test_replacing_a_row_finer_than_a_millisecond(updates_uri, rows, minute):
     append_position_updates(updates_uri, rows([("A", 1, 5, 0)]).with_columns(fine))
     append_position_updates(updates_uri, rows([("A", 1, 6, 0)]).with_columns(fine))
     assert pl.read_delta(updates_uri)["position"].to_list() == [6.0]
+
+
+def test_identity_values_are_written_as_they_are_judged(updates_uri, rows):
+    frame = rows([("du222 ", 1, -2, 0)]).with_columns(sec_type=pl.lit(" opt"), symbol=pl.lit("spy"))
+    append_position_updates(updates_uri, frame)
+    stored = pl.read_delta(updates_uri)
+    assert stored.select("account", "sec_type", "symbol").rows() == [("DU222", "OPT", "SPY")]
+
+
+def test_a_quantity_of_another_type_is_refused_and_nothing_written(updates_uri, rows):
+    frame = rows([("A", 1, -2, 0)]).with_columns(position=pl.lit(True))
+    with pytest.raises(LakeSchemaError, match="column `position` is bool, not a number"):
+        append_position_updates(updates_uri, frame)
+    assert not Path(updates_uri).exists()
