@@ -219,6 +219,7 @@ class Lake:
             # Small appends every tick and heartbeat: compaction keeps them cheap to read.
             paths.ALERT_LOG,
             paths.STREAM_STATUS,
+            paths.STREAM_DEAD_LETTERS,
         )
         done = [
             m

@@ -73,6 +73,7 @@ from v6_pipeline.lake.source import (
     TIE,
     PositionLog,
     bad_rows,
+    identities,
     raise_bad_rows,
 )
 from v6_pipeline.lake.times import as_utc
@@ -336,7 +337,8 @@ def _latest_with_seq(rows: pl.LazyFrame, *, by: list[str]) -> pl.LazyFrame:
         .with_columns(
             pl.when(low != high)
             .then(pl.when(pl.col("position") == low).then(high).otherwise(low))
-            .alias(TIE)
+            .alias(TIE),
+            *identities(),
         )
         .drop("_low", "_high")
     )

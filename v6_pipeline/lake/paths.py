@@ -13,6 +13,7 @@ IB_CONFIRMING_SNAPSHOT_LOG = "ib_confirming_snapshot_log"
 POSITION_DISCREPANCIES = "position_discrepancies"
 ALERT_LOG = "alert_log"  # written by the alert sensors
 STREAM_STATUS = "stream_status"  # written by `v6 stream`
+STREAM_DEAD_LETTERS = "stream_dead_letters"  # messages `v6 stream` set aside
 DELTA_LATEST_POSITIONS = "delta_latest_positions"
 # Derived state the lake keeps for itself (read_latest checkpoints), apart from the tables.
 CHECKPOINTS = "_v6_checkpoints"

@@ -32,7 +32,7 @@ SEQ = "_seq"  # write order: ties on (account, conid, timestamp) go to the later
 # Another quantity at the latest row's very timestamp (null: none): an ambiguous history,
 # raised when an answer depends on it (see `latest.py`), carried through the checkpoint.
 TIE = "_tie"
-IDENTITY = ("account", "sec_type", "symbol")  # trimmed and upper-cased as read
+IDENTITY = ("account", "sec_type", "symbol")  # trimmed and upper-cased (see `identity`)
 OUTPUT = schemas.polars_schema(schemas.POSITION_UPDATES)
 # Columns whose nulls make a row unusable (`account` only when no default fills it).
 NOT_NULL = ("conid", "position", "timestamp")
@@ -327,9 +327,16 @@ def identity(value: pl.Expr) -> pl.Expr:
     return value.str.strip_chars().str.to_uppercase()
 
 
+def identities() -> list[pl.Expr]:
+    """`sec_type` and `symbol` as judged; a blank sec type is unknown (in scope, as a null
+    is). Applied to the latest rows only: they are not keys, so normalising every row read
+    would cost a pass over history for nothing."""
+    return [identity(pl.col("sec_type")).replace("", None), identity(pl.col("symbol"))]
+
+
 def _normalize(frame: pl.LazyFrame, default_account: str | None) -> pl.LazyFrame:
-    """The `POSITION_UPDATES` columns (plus `_seq`, `_tie`): legacy gaps filled, identity
-    values normalised, extras dropped."""
+    """The `POSITION_UPDATES` columns (plus `_seq`, `_tie`): legacy gaps filled, the
+    account normalised, extras dropped (`sec_type`, `symbol`: see `identities`)."""
     present = frame.collect_schema()
     if "account" not in present:
         account = pl.lit(default_account, pl.String)
@@ -345,9 +352,7 @@ def _normalize(frame: pl.LazyFrame, default_account: str | None) -> pl.LazyFrame
             return pl.lit(None, dtype).alias(name)
         else:
             value = pl.col(name).cast(dtype)
-        if name == "sec_type":  # a blank sec type is unknown: in scope, as a null is
-            value = identity(value).replace("", None)
-        elif name in IDENTITY:
+        if name == "account":  # a key: normalised before rows are grouped by it
             value = identity(value)
         return value.alias(name)
 

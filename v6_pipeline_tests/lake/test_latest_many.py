@@ -118,8 +118,10 @@ def test_read_latest_many_equals_read_latest_at_each_time(
                 append_position_updates(uri, history_frame(arg, legacy=False))
             elif kind == "compact":  # the checkpoint no longer serves: rebuilt
                 DeltaTable(uri).optimize.compact()
-            elif kind == "read":  # builds or moves the checkpoint's cutoff
-                read_latest(uri, as_of=time_of(arg), default_account=account)
+            elif kind == "read":  # builds or moves the checkpoint's cutoff (even if ambiguous)
+                ambiguous_keys(
+                    lambda arg=arg: read_latest(uri, as_of=time_of(arg), default_account=account)
+                )
             elif kind == "many":
                 assert_many_equals_singles(uri, [time_of(a) for a in arg], account)
 
