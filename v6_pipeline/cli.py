@@ -2,6 +2,10 @@
 
 Each subcommand module exposes `HELP`, `configure(parser)` and `run(args) -> int`;
 heavy imports (Dagster) stay inside `run`, so `v6 gateway` starts fast.
+
+A bad setting is one sentence and exit 1 from every subcommand, never a traceback: the
+subcommands print the `ValueError`s of their own checks, and `main` prints any
+`SettingError` that gets past them.
 """
 
 from __future__ import annotations
@@ -9,7 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+from v6_pipeline.settings import LAKE_DIR, Setting, SettingError
 
 # name -> module implementing it
 COMMANDS: dict[str, str] = {
@@ -18,7 +25,14 @@ COMMANDS: dict[str, str] = {
     "gateway": "v6_pipeline.ib.gateway.command",
     "lake": "v6_pipeline.lake.command",
     "stream": "v6_pipeline.stream.command",
+    "doctor": "v6_pipeline.doctor.command",
+    "alerts": "v6_pipeline.alerts.command",
 }
+
+# Options a subcommand takes from a setting when not given (command -> option ->
+# setting), filled in here with the setting's parsed value: such a command reads the
+# environment with no check of its own.
+FROM_SETTINGS: dict[str, dict[str, Setting[str]]] = {"lake": {"lake_dir": LAKE_DIR}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("v6_pipeline").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    return int(args._run(args) or 0)
+    try:
+        for option, setting in FROM_SETTINGS.get(args.command, {}).items():
+            if getattr(args, option, None) is None:
+                setattr(args, option, setting.read(os.environ))
+        return int(args._run(args) or 0)
+    except SettingError as exc:
+        print(f"v6 {args.command}: {exc}")
+        return 1
 
 
 if __name__ == "__main__":

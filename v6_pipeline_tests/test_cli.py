@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,6 +94,71 @@ def test_reconcile_exits_2_on_a_naked_position(gateway: GatewayThread, tmp_path:
     assert "CRITICAL" in proc.stdout
     assert "NAKED: DU222 SPY 2026-12-18 580 P" in proc.stdout
     assert f"Dagster instance: {tmp_path / 'home'}" in proc.stdout
+    # Not at a terminal (cron, a service): the run's event log stays on stderr.
+    assert "STEP_FAILURE" in proc.stderr
+
+
+def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """`v6 ARGS` with stderr on a pseudo-terminal, as a person runs it: exit code,
+    stdout and what reached the terminal."""
+    leader, follower = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v6_pipeline.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+        env={**os.environ, **env},
+    )
+    os.close(follower)
+    seen = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end closed
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=180)
+    reader.join(10)
+    os.close(leader)
+    return proc.returncode, out, seen.decode(errors="replace")
+
+
+def test_reconcile_at_a_terminal_keeps_dagsters_event_log_in_a_file(
+    gateway: GatewayThread, tmp_path: Path
+) -> None:
+    Lake(tmp_path / "lake").append_position_updates(demo_position_updates(datetime.now(UTC)))
+    env = settings(gateway, tmp_path / "lake", tmp_path / "home")
+    code, out, terminal = on_a_terminal("reconcile", env=env)
+    assert code == 2, out + terminal
+    assert "NAKED: DU222 SPY 2026-12-18 580 P" in out
+    # Dagster's event log of the run is not on the terminal, but in the file it names.
+    assert terminal == ""
+    named = re.search(r"^Dagster's event log: (\S+) \(on stderr with", out, re.M)
+    assert named, out
+    log = Path(named.group(1))
+    assert log.parent == tmp_path / "home" / "logs"
+    events = log.read_text()
+    assert "STEP_FAILURE" in events
+    assert "DagsterAssetCheckFailedError" in events
+    assert "NAKED: DU222 SPY 2026-12-18 580 P" in events
+
+
+def test_reconcile_shows_dagsters_event_log_with_v(gateway: GatewayThread, tmp_path: Path) -> None:
+    Lake(tmp_path / "lake").append_position_updates(demo_position_updates(datetime.now(UTC)))
+    env = settings(gateway, tmp_path / "lake", tmp_path / "home")
+    code, out, terminal = on_a_terminal("reconcile", "-v", env=env)
+    assert code == 2, out + terminal
+    assert "STEP_FAILURE" in terminal
+    assert "DEBUG" in terminal  # the whole stream
+    assert "Dagster's event log" not in out
+    assert not (tmp_path / "home" / "logs").exists()
 
 
 def test_reconcile_exits_1_when_ib_fails(gateway: GatewayThread, tmp_path: Path) -> None:
@@ -158,10 +224,21 @@ def test_demo_ui_serves_its_windows_ends_well_and_ctrl_c_stops_everything(
     # so later windows are clean; it heartbeats, and Ctrl-C stopped it too.
     assert "started `v6 stream`" in out
     assert closed, out
-    stream_log = (tmp_path / "demo" / "stream.log").read_text()
+    demo = tmp_path / "demo"
+    stream_log = (demo / "stream.log").read_text()
     assert "repair: DU222 SPY 20261218 580 P (OPT) conid 500004: Delta -2 -> IB 0" in stream_log
     assert pl.read_delta(str(tmp_path / "demo" / "lake" / "stream_status")).height >= 1
     assert "v6 stream: ran " in stream_log, stream_log  # its summary: it stopped cleanly
+    # The terminal shows what a person follows; Dagster's own output is in the file named.
+    assert (
+        f"Dagster's own output (webserver, daemon, each run's events): {demo / 'dagster.log'}"
+        in out
+    )
+    assert "v6 stream: repair: DU222 SPY 20261218 580 P (OPT) conid 500004: Delta -2 -> IB 0" in out
+    for noise in (" DEBUG ", "Traceback", "STEP_FAILURE", "dagster - INFO"):
+        assert noise not in out, out
+    dagster_log = (demo / "dagster.log").read_text()
+    assert "Serving dagster-webserver" in dagster_log or "dagster-webserver" in dagster_log
     # Nothing a newcomer would take for a fault.
     assert "SupersessionWarning" not in out
     assert "Found a dagster instance configuration" not in out
@@ -211,4 +288,47 @@ def test_a_file_where_a_folder_belongs_is_a_sentence(tmp_path: Path, command: st
     proc = v6(*args, env={"DAGSTER_HOME": str(afile)})
     assert proc.returncode == 1
     assert "is a file" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        # A Dagster stack trace before issue #20.
+        ("V6_IB_PORT", "abc", "V6_IB_PORT='abc' is not a whole number: write a whole number"),
+        # An OverflowError traceback.
+        ("V6_ALERT_SILENCE_S", "1e20", "V6_ALERT_SILENCE_S='1e20' is over ten years"),
+        # Silently the default (data/lake), or port 4002.
+        ("V6_LAKE_DIR", " ", "V6_LAKE_DIR=' ' is blank: unset it to use the default (data/lake)"),
+        ("V6_IB_PORT", "٤٠٠٢", "V6_IB_PORT='٤٠٠٢' is not a whole number (ASCII digits only)"),
+    ],
+)
+def test_reconcile_names_any_bad_setting_in_one_sentence(
+    tmp_path: Path, variable: str, value: str, says: str
+) -> None:
+    env = {variable: value, "DAGSTER_HOME": str(tmp_path / "home"), "V6_IB_TIMEOUT_S": "2"}
+    proc = v6("reconcile", env=env, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"v6 reconcile: {says}"), proc.stdout
+    assert len(proc.stdout.strip().splitlines()) == 1, proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_lake_init_refuses_a_blank_lake_dir(tmp_path: Path) -> None:
+    proc = v6("lake", "init", env={"V6_LAKE_DIR": " "}, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("v6 lake: V6_LAKE_DIR=' ' is blank: unset it"), proc.stdout
+    assert list(tmp_path.iterdir()) == []  # no table under a folder named " "
+    # Trimmed, as every setting is.
+    proc = v6("lake", "init", env={"V6_LAKE_DIR": f" {tmp_path / 'lake'} "}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "lake" / "position_updates" / "_delta_log").is_dir()
+
+
+def test_stream_names_a_bad_setting_in_one_sentence(tmp_path: Path) -> None:
+    proc = v6("stream", "--once", env={"V6_STREAM_CLIENT_ID": "٦٠٧"}, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(
+        "v6 stream: V6_STREAM_CLIENT_ID='٦٠٧' is not a whole number (ASCII digits only)"
+    ), proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr

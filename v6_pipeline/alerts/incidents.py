@@ -321,13 +321,18 @@ class _Step:
         self.state = replace(self.state, incidents=(*others, incident))
 
     def _note_backfills(self) -> None:
+        # Only a state following legs is fed them: the others would count none.
+        counted = bool({IncidentKind.NAKED, IncidentKind.WARNING} & self.policy.follow)
         for run_id, windows in self.backfills.items():
             naked = sum(1 for w in windows for leg in w.legs if leg.naked)
             others = sum(len(w.legs) for w in windows) - naked
+            found = (
+                f": {naked} naked and {others} other discrepancies, in the table" if counted else ""
+            )
             self.notes.append(
                 f"backfill run {run_id or '?'} judged {len(windows)} window(s) "
-                f"({windows[0].window_key} .. {windows[-1].window_key}): {naked} naked and "
-                f"{others} other discrepancies, in the table; backfills never page"
+                f"({windows[0].window_key} .. {windows[-1].window_key}){found}; "
+                "backfills never page"
             )
 
 

@@ -12,70 +12,69 @@ setting and the entry when the code location loads, not at 3 a.m. in a sensor ti
 | V6_UI_URL | http://127.0.0.1:3000 | base of the links in alerts |
 | V6_IB_QUIET_WINDOWS | empty | e.g. `23:40-00:15 America/New_York, 00:15-01:45 America/New_York` |
 
-A day of retries (`V6_ALERT_GIVE_UP_S`) outlasts a weekend-free outage of a chat
-service, yet an alert older than that is news nobody can act on any more.
+Defaults and bounds are the `Setting`s' of `v6_pipeline/settings.py` (durations: more
+than 0 s, at most ten years). A day of retries (`V6_ALERT_GIVE_UP_S`) outlasts a
+weekend-free outage of a chat service, yet an alert older than that is news nobody can
+act on any more.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from urllib.parse import urlsplit
 
-from v6_pipeline.alerts.compose import DEFAULT_UI_URL
+from v6_pipeline import settings as s
 from v6_pipeline.alerts.delivery import parse_urls
 from v6_pipeline.alerts.incidents import Policy
 from v6_pipeline.alerts.quiet import QuietWindows
 from v6_pipeline.alerts.state import IncidentKind
 
-SEVERITIES = ("critical", "warning")
-_NEVER = ("", "0", "never", "off")
+SEVERITIES = s.SEVERITIES
+
+
+def _optional_seconds(setting: s.OptionalSetting[float], raw: str) -> timedelta | None:
+    value = setting.parse(raw)
+    return None if value is None else timedelta(seconds=value)
+
+
+_REMIND_AFTER = _optional_seconds(s.ALERT_REMIND_S, s.ALERT_REMIND_S.default)
 
 
 @dataclass(frozen=True)
 class AlertSettings:
     urls: tuple[str, ...] = ()
-    min_severity: str = "critical"
-    remind_after: timedelta | None = timedelta(seconds=3600)
-    silence_after: timedelta = timedelta(seconds=900)
-    give_up_after: timedelta = timedelta(seconds=86400)
+    min_severity: str = s.ALERT_MIN_SEVERITY.value()
+    remind_after: timedelta | None = _REMIND_AFTER
+    silence_after: timedelta = timedelta(seconds=s.ALERT_SILENCE_S.value())
+    give_up_after: timedelta = timedelta(seconds=s.ALERT_GIVE_UP_S.value())
     heartbeat_url: str | None = None
-    ui_url: str = DEFAULT_UI_URL
+    ui_url: str = s.UI_URL.value()
     quiet: QuietWindows = field(default_factory=QuietWindows)
 
     @classmethod
     def parse(
         cls,
         *,
-        urls: str = "",
-        min_severity: str = "critical",
-        remind_s: str = "3600",
-        silence_s: str = "900",
-        give_up_s: str = "86400",
-        heartbeat_url: str = "",
-        ui_url: str = DEFAULT_UI_URL,
-        quiet_windows: str = "",
+        urls: str = s.ALERT_URLS.default,
+        min_severity: str = s.ALERT_MIN_SEVERITY.default,
+        remind_s: str = s.ALERT_REMIND_S.default,
+        silence_s: str = s.ALERT_SILENCE_S.default,
+        give_up_s: str = s.ALERT_GIVE_UP_S.default,
+        heartbeat_url: str = s.HEARTBEAT_URL.default,
+        ui_url: str = s.UI_URL.default,
+        quiet_windows: str = s.IB_QUIET_WINDOWS.default,
     ) -> AlertSettings:
         """Settings from the raw strings of the `V6_*` variables. Pass the documented
         default for an unset variable; for `remind_s` an empty string means never."""
-        severity = min_severity.strip().lower()
-        if severity not in SEVERITIES:
-            raise ValueError(
-                f"V6_ALERT_MIN_SEVERITY={min_severity!r}: write critical (the default: only "
-                "naked positions and pipeline failures are sent) or warning (also mismatches)"
-            )
-        remind = (
-            None if remind_s.strip().lower() in _NEVER else _seconds("V6_ALERT_REMIND_S", remind_s)
-        )
         return cls(
-            urls=parse_urls(urls),
-            min_severity=severity,
-            remind_after=remind,
-            silence_after=_seconds("V6_ALERT_SILENCE_S", silence_s),
-            give_up_after=_seconds("V6_ALERT_GIVE_UP_S", give_up_s),
-            heartbeat_url=_http_url("V6_HEARTBEAT_URL", heartbeat_url) or None,
-            ui_url=_http_url("V6_UI_URL", ui_url) or DEFAULT_UI_URL,
-            quiet=QuietWindows.parse(quiet_windows),
+            urls=parse_urls(s.ALERT_URLS.parse(urls) or ""),
+            min_severity=s.ALERT_MIN_SEVERITY.parse(min_severity),
+            remind_after=_optional_seconds(s.ALERT_REMIND_S, remind_s),
+            silence_after=timedelta(seconds=s.ALERT_SILENCE_S.parse(silence_s)),
+            give_up_after=timedelta(seconds=s.ALERT_GIVE_UP_S.parse(give_up_s)),
+            heartbeat_url=s.HEARTBEAT_URL.parse(heartbeat_url),
+            ui_url=s.UI_URL.parse(ui_url),
+            quiet=QuietWindows.parse(s.IB_QUIET_WINDOWS.parse(quiet_windows) or ""),
         )
 
     def policy(self, *kinds: IncidentKind) -> Policy:
@@ -90,25 +89,3 @@ class AlertSettings:
             silence_after=self.silence_after,
             quiet=self.quiet,
         )
-
-
-def _seconds(name: str, raw: str) -> timedelta:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number of seconds; write e.g. 900") from None
-    if not 0 < value < float("inf"):
-        raise ValueError(f"{name}={raw!r} must be a positive number of seconds")
-    return timedelta(seconds=value)
-
-
-def _http_url(name: str, raw: str) -> str:
-    url = raw.strip()
-    if url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"{name}={url!r} is not an http(s) URL; write e.g. https://hc-ping.com/<uuid> "
-                "or http://127.0.0.1:3000"
-            )
-    return url

@@ -16,6 +16,12 @@ commit; every window still gets its own metadata and check verdicts. Windows of 
 range that were never snapshotted are reported by key and never judged; the judged
 windows of the same run keep their results (see README, "Windows, snapshots and
 backfills").
+
+A window is judged once its row is in `position_judgment_log`, written after Dagster
+recorded its materialization and checks (`lake/snapshots.py`). A run that stops between
+the snapshot and that row (its process died, its Dagster database went away) leaves
+the window snapshotted but un-judged, and every later judgment names it, with the
+command that judges it, until it is judged.
 """
 
 import logging
@@ -33,6 +39,7 @@ from v6_pipeline.defs import checks
 from v6_pipeline.defs import metadata as md
 from v6_pipeline.defs.judging import (
     JudgedWindow,
+    UnmanagedAccountError,
     judge,
     relevant_latest,
 )
@@ -47,7 +54,14 @@ from v6_pipeline.defs.resources import (
 from v6_pipeline.ib.errors import IBSnapshotError
 from v6_pipeline.lake import Lake, paths, schemas
 from v6_pipeline.lake.errors import LakeError
-from v6_pipeline.lake.snapshots import StoredSnapshot
+from v6_pipeline.lake.snapshots import (
+    FailedCheck,
+    Judgment,
+    JudgmentLog,
+    StoredSnapshot,
+    UnjudgedWindow,
+)
+from v6_pipeline.run.liveness import IN_FLIGHT
 from v6_pipeline.stream.liveness import StreamLiveness, stream_liveness
 from v6_pipeline.stream.status import read_stream_status
 
@@ -61,6 +75,9 @@ IB_POOL = "ib_gateway"  # dagster.yaml limits it to one step at a time: one IB c
 # A scheduled run that starts late (a busy daemon) may still snapshot its window live.
 LIVE_GRACE = timedelta(minutes=1)
 NAKED_CHECK = checks.NAKED_CHECK
+# How far back a judgment looks for windows that were snapshotted and never judged.
+UNJUDGED_LOOKBACK = timedelta(days=1)
+_UNJUDGED_SHOWN = 10  # named one per log line; the rest counted
 
 
 def can_snapshot_live(window: datetime, now: datetime) -> bool:
@@ -169,6 +186,12 @@ def _snapshot_windows(
         live = found is None
         if found is None:
             context.log.info(f"window {key}: taking a live snapshot from {ib.host}:{ib.port}")
+            try:
+                # Before the snapshot is stored: until its judgment is recorded, the
+                # window counts as un-judged (a window older than the log does not).
+                JudgmentLog(store.lake_dir).create()
+            except LakeError as exc:
+                raise _lake_failure(exc) from exc
             found = _take_live(ib, store, window, quiet=quiet, log=context.log)
         else:
             context.log.info(
@@ -273,6 +296,20 @@ def _latest_windows(
     return dg.MaterializeResult()
 
 
+def _judge(
+    snap: StoredSnapshot,
+    latest: pl.DataFrame,
+    settings: ReconciliationSettings,
+    ib: IBGatewayResource,
+    *,
+    live: bool,
+) -> JudgedWindow:
+    try:
+        return judge(snap, latest, settings=settings, account_filter=ib.account_filter(), live=live)
+    except UnmanagedAccountError as exc:  # a setting to correct: a sentence, no traceback
+        raise dg.Failure(description=str(exc), metadata={"error": type(exc).__name__}) from exc
+
+
 def _judge_windows(
     context: dg.AssetExecutionContext,
     ib: IBGatewayResource,
@@ -282,20 +319,23 @@ def _judge_windows(
 ):
     windows = _windows(context)
     now = datetime.now(UTC)
+    judgments = JudgmentLog(store.lake_dir)
     try:
         snaps = store.read_snapshots(window_starts=windows)
         taken = {w: s for w, s in snaps.items() if s is not None}
         stored_latest = store.read_delta_latest_of(window_starts=list(taken))
         confirming = store.read_snapshots(window_starts=list(taken), confirming=True)
+        unjudged = _unjudged_elsewhere(context, judgments, windows, now)
     except LakeError as exc:
         raise _lake_failure(exc) from exc
+    _log_unjudged(context, unjudged)
     single = len(windows) == 1
     judged = [
-        judge(
+        _judge(
             snap,
             stored_latest[window],
-            settings=settings,
-            account_filter=ib.account_filter(),
+            settings,
+            ib,
             live=single and can_snapshot_live(window, now),
         )
         for window, snap in taken.items()
@@ -306,6 +346,9 @@ def _judge_windows(
     judged = [confirm(j, confirming.get(j.snapshot.window_start)) for j in judged]
     try:
         if judged:
+            # Un-judged until this judgment is recorded: a run that stops from here on
+            # leaves the windows named as un-judged, never judged by rows alone.
+            judgments.clear(list(taken))
             store.write_discrepancies_of(
                 pl.concat([j.rows for j in judged]), window_starts=list(taken)
             )
@@ -334,20 +377,114 @@ def _judge_windows(
                 metadata=md.judged_metadata(window, settings=settings, table=table, full=single),
             )
         _log_verdicts(context, verdicts)
+        _record(context, judgments, judged, verdicts)
         raise dg.Failure(description=never_snapshotted(never, now))
     for window in judged:
         context.add_asset_metadata(
-            md.judged_metadata(window, settings=settings, table=table, full=single),
+            {
+                **md.judged_metadata(window, settings=settings, table=table, full=single),
+                **(md.unjudged_metadata(unjudged, lookback=UNJUDGED_LOOKBACK) if single else {}),
+            },
             partition_key=window.key,
         )
     if single:
         yield dg.MaterializeResult(check_results=[v.result() for v in verdicts[judged[0].key]])
+        # Dagster stored the materialization and its checks (a failed blocking check
+        # fails the step after this): the judgment is recorded, so the window is judged.
+        _record(context, judgments, judged, verdicts)
         return
     context.log.info(_range_summary(judged))
     results = checks.range_verdicts(verdicts)
     yield dg.MaterializeResult(check_results=[v.result() for v in results])
     # After the yield, each window's materialization is stored: its verdicts can target it.
     _log_verdicts(context, verdicts)
+    _record(context, judgments, judged, verdicts)
+
+
+def _record(
+    context: dg.AssetExecutionContext,
+    judgments: JudgmentLog,
+    judged: list[JudgedWindow],
+    verdicts: dict[str, list[checks.Verdict]],
+) -> None:
+    """Write the judged windows' rows of `position_judgment_log`: only once Dagster has
+    stored their materializations and verdicts (the alert sensors read those)."""
+    now = datetime.now(UTC)
+    try:
+        judgments.record([_judgment(w, verdicts[w.key], context.run.run_id, now) for w in judged])
+    except LakeError as exc:
+        raise _lake_failure(exc) from exc
+
+
+def _judgment(
+    window: JudgedWindow, verdicts: list[checks.Verdict], run_id: str, now: datetime
+) -> Judgment:
+    return Judgment(
+        window_start=window.snapshot.window_start,
+        as_of=window.snapshot.taken_at,
+        judged_at=now,
+        discrepancy_count=window.rows.height,
+        naked_count=window.naked().height,
+        confirmed_at=window.confirming.taken_at if window.confirming else None,
+        failed_checks=tuple(_failed(v) for v in verdicts if not v.passed),
+        run_id=run_id,
+    )
+
+
+def _failed(verdict: checks.Verdict) -> FailedCheck:
+    """A failed check as one line: its own description, else its claim and how many
+    positions break it."""
+    description = verdict.description
+    if not description:
+        claim = next((c for n, c in checks.WARN_CHECKS.values() if n == verdict.check), None)
+        count = verdict.metadata.get("count")
+        description = (
+            f"{claim.rstrip('.')}: not so for {count} position(s)"
+            if claim and count is not None
+            else "failed"
+        )
+    return FailedCheck(verdict.check, verdict.severity.value, description)
+
+
+def _unjudged_elsewhere(
+    context: dg.AssetExecutionContext,
+    judgments: JudgmentLog,
+    windows: list[datetime],
+    now: datetime,
+) -> list[UnjudgedWindow]:
+    """Windows of the last `UNJUDGED_LOOKBACK` that were snapshotted and never judged,
+    other than this run's and those another run is judging now."""
+    found = judgments.unjudged(since=now - UNJUDGED_LOOKBACK, until=now)
+    if not found:
+        return []
+    busy = set(windows) | _in_flight_windows(context)
+    return [u for u in found if u.window_start not in busy]
+
+
+def _in_flight_windows(context: dg.AssetExecutionContext) -> set[datetime]:
+    """The windows of the other one-window runs still in flight (a range never snapshots)."""
+    runs = context.instance.get_runs(filters=dg.RunsFilter(statuses=list(IN_FLIGHT)))
+    found = set()
+    for run in runs:
+        key = run.tags.get("dagster/partition")
+        if run.run_id == context.run.run_id or not key:
+            continue
+        try:
+            found.add(window_start(key))
+        except ValueError:
+            continue  # another job's partitions
+    return found
+
+
+def _log_unjudged(context: dg.AssetExecutionContext, unjudged: list[UnjudgedWindow]) -> None:
+    for window in unjudged[:_UNJUDGED_SHOWN]:
+        context.log.warning(md.unjudged_sentence(window))
+    if len(unjudged) > _UNJUDGED_SHOWN:
+        context.log.warning(
+            f"and {len(unjudged) - _UNJUDGED_SHOWN} more window(s) snapshotted but never judged "
+            f"since {window_key(unjudged[_UNJUDGED_SHOWN].window_start)}: re-run them with "
+            "`v6 reconcile --window FIRST --to LAST`"
+        )
 
 
 @dataclass(frozen=True)
@@ -370,12 +507,8 @@ class _Confirmation:
             latest = self.store.read_latest(as_of=second.taken_at)
         except LakeError as exc:
             raise _lake_failure(exc) from exc
-        again = judge(
-            second,
-            relevant_latest(second, latest),
-            settings=self.settings,
-            account_filter=self.ib.account_filter(),
-            live=first.live,
+        again = _judge(
+            second, relevant_latest(second, latest), self.settings, self.ib, live=first.live
         )
         confirmed = first.confirmed_by(again)
         self.context.log.info(

@@ -22,6 +22,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 
 from v6_pipeline.defs import metadata as md
 from v6_pipeline.reconcile import DiscrepancyType
+from v6_pipeline.run.failures import CHECK_FAILED
 from v6_pipeline.stream.liveness import StreamLiveness
 
 ASSET = "position_discrepancies"
@@ -56,7 +57,10 @@ def check_specs(windows: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
         spec(
             NAKED_CHECK,
             "No position that Delta believes open is absent from IB: strategies must not "
-            "trade a leg that does not exist. Blocking: the run fails.",
+            "trade a leg that does not exist. Blocking (ERROR): the run fails, its failure "
+            "naming the legs. A live candidate is confirmed by a second snapshot first; one "
+            "gone by then is RESOLVED_IN_FLIGHT (severity info): shown in the table, never "
+            "failing this check, never alerted.",
             blocking=True,
         ),
         *(spec(name, text) for name, text in WARN_CHECKS.values()),
@@ -69,9 +73,12 @@ def check_specs(windows: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
         ),
         spec(
             STREAM_CHECK,
-            "`v6 stream` was alive at the window's as_of: its newest stream_status heartbeat "
-            "is younger than V6_STREAM_DEAD_AFTER_S (set it empty when something else writes "
-            "position_updates).",
+            "`v6 stream` was alive at the window's as_of, meaning its changes reached Delta: "
+            "a stream process's newest stream_status heartbeat is younger than "
+            "V6_STREAM_DEAD_AFTER_S, and for no longer than that has it been away from IB's "
+            "position events, kept a row waiting for its commit, or left a message it set "
+            "aside (stream_dead_letters) unrepaired by a complete snapshot (set the variable "
+            "empty when something else writes position_updates).",
         ),
     ]
 
@@ -255,6 +262,21 @@ def range_verdicts(per_window: dict[str, list[Verdict]]) -> list[Verdict]:
             )
         )
     return merged
+
+
+def naked_failure(window: str, verdicts: Sequence[Verdict]) -> dg.Failure | None:
+    """The step's failure when `window`'s blocking check failed, for the asset to raise
+    once its results are stored: the run page's failure banner then opens with the legs
+    (the sentence of each), not with Dagster's generic "1 blocking asset check failed".
+    Its `error` metadata is `CHECK_FAILED`, so the alert sensors count it as the naked
+    verdict (the critical incident), never as a pipeline failure. None when it passed."""
+    naked = next((v for v in verdicts if v.check == NAKED_CHECK and not v.passed), None)
+    if naked is None:
+        return None
+    return dg.Failure(
+        description=f"window {window}: {naked.description or 'naked position(s)'}",
+        metadata={"error": CHECK_FAILED, "check": NAKED_CHECK, "window": window},
+    )
 
 
 def _legs_sentence(details: Iterable[str]) -> str:

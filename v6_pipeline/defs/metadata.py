@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
 import pyarrow as pa
 
+from v6_pipeline.confirm import INFO, RESOLVED_IN_FLIGHT
+from v6_pipeline.defs.partitions import window_key
 from v6_pipeline.lake import schemas
-from v6_pipeline.lake.snapshots import StoredSnapshot
-from v6_pipeline.reconcile import DiscrepancyType
+from v6_pipeline.lake.snapshots import StoredSnapshot, UnjudgedWindow
+from v6_pipeline.reconcile import SEVERITY, DiscrepancyType
 
 if TYPE_CHECKING:
     from v6_pipeline.defs.judging import JudgedWindow
@@ -19,6 +21,23 @@ if TYPE_CHECKING:
 
 MAX_TABLE_ROWS = 50  # a markdown table longer than this is cut, saying so
 
+
+# Every type and severity a `position_discrepancies` row can hold, from the enums (a new
+# type cannot be left out): the confirming snapshot's RESOLVED_IN_FLIGHT / info too.
+_IN_FLIGHT = (
+    f"{RESOLVED_IN_FLIGHT} ({INFO}: a candidate gone in the confirming snapshot, shown but "
+    "never alerted)"
+)
+TYPE_DOC = (
+    ", ".join(f"{t.value} ({SEVERITY[t].value})" for t in DiscrepancyType) + f", {_IN_FLIGHT}"
+)
+_BY_SEVERITY: dict[str, list[str]] = {}
+for _type, _severity in SEVERITY.items():
+    _BY_SEVERITY.setdefault(_severity.value, []).append(_type.value)
+SEVERITY_DOC = (
+    ", ".join(f"{severity} ({', '.join(types)})" for severity, types in _BY_SEVERITY.items())
+    + f", {INFO} ({RESOLVED_IN_FLIGHT}: shown, never alerted, never fails a check)"
+)
 
 # What a column means, for the asset pages' column tables.
 COLUMN_DOCS = {
@@ -31,8 +50,8 @@ COLUMN_DOCS = {
     "expiry": "last trade date or contract month, YYYYMMDD",
     "position": "signed quantity; 0 = closed",
     "avg_cost": "average cost, multiplier included",
-    "type": "NAKED_POSITION, MISSING_FROM_DELTA, POSITION_MISMATCH or STALE_DATA",
-    "severity": "critical (NAKED_POSITION) or warning",
+    "type": TYPE_DOC,
+    "severity": SEVERITY_DOC,
     "ib_position": "IB's quantity; 0 when IB does not report the key",
     "delta_position": "the latest position_updates quantity; null when Delta has no row",
     "delta_updated_at": "timestamp of that latest position_updates row",
@@ -182,6 +201,35 @@ def judged_metadata(
         )
         metadata["dagster/column_schema"] = column_schema(schemas.POSITION_DISCREPANCIES)
     return metadata
+
+
+def unjudged_sentence(window: UnjudgedWindow) -> str:
+    """What to say of a window that was snapshotted and never judged, and what to do."""
+    key = window_key(window.window_start)
+    return (
+        f"window {key} was snapshotted at {window.taken_at:%Y-%m-%d %H:%M:%S} UTC but never "
+        f"judged: re-run it with `v6 reconcile --window {key}`"
+    )
+
+
+def unjudged_metadata(unjudged: list[UnjudgedWindow], *, lookback: timedelta) -> dict[str, object]:
+    """The windows of the last `lookback` that were snapshotted and never judged, on the
+    page of the window a live run judged: about now, as the lineage node is. Their
+    missing discrepancy rows are not a verdict."""
+    hours = lookback.total_seconds() / 3600
+    return {
+        "unjudged_window_count": len(unjudged),
+        "unjudged_windows": dg.MetadataValue.md(
+            "\n".join(f"- {unjudged_sentence(w)}" for w in unjudged[:MAX_TABLE_ROWS])
+            + (
+                f"\n\n… and {len(unjudged) - MAX_TABLE_ROWS} more."
+                if len(unjudged) > MAX_TABLE_ROWS
+                else ""
+            )
+            if unjudged
+            else f"None: every window snapshotted in the last {hours:g} hours was judged."
+        ),
+    }
 
 
 def _open_in_scope(frame: pl.DataFrame, settings: ReconciliationSettings) -> int:

@@ -28,8 +28,13 @@ def default_start(now: datetime) -> datetime:
 
 
 def partitions_start(environ: Mapping[str, str] = os.environ) -> datetime:
-    raw = environ.get(START_ENV, "").strip()
-    if not raw:
+    raw = environ.get(START_ENV, "")
+    if raw and not raw.strip():
+        raise ValueError(
+            f"{START_ENV}={raw!r} is blank: unset it to start the windows on the first day of "
+            "the previous month, or write a UTC time, e.g. 2026-11-01T00:00:00Z"
+        )
+    if not (raw := raw.strip()):
         return default_start(datetime.now(UTC))
     try:
         start = datetime.fromisoformat(raw.replace("Z", "+00:00"))

@@ -1,171 +1,214 @@
 """Resources: IB, the lake, and the reconciliation settings, from the `V6_*` settings.
 
-Each setting has one default: the resource field's. `resources_from_env` passes an
-`EnvVar` only for the variables that are set (the UI then shows where a value came
-from), and `check_settings` parses every value once, when Dagster loads the code
-location, so a bad value is an error naming the variable in the UI, not a surprise
-in a run at 3 a.m. Fields that are numbers in spirit are strings: Dagster's `EnvVar`
-has a string and an int form only.
+Each setting has one default, one bound and one parser: its `Setting` in
+`v6_pipeline/settings.py`, whose default is also the resource field's.
+`resources_from_env` passes an `EnvVar` only for the variables that are set (the UI
+then shows where a value came from), and `check_settings` parses every value once,
+when Dagster loads the code location, so a bad value is one sentence naming the
+variable in the UI, not a surprise in a run at 3 a.m. Fields that are numbers in spirit
+are strings: Dagster's `EnvVar` has a string and an int form only.
 """
 
 from __future__ import annotations
 
-import inspect
-import math
 import os
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import ClassVar
 
 import dagster as dg
+from pydantic import PrivateAttr
 
+from v6_pipeline import settings as s
 from v6_pipeline.alerts.settings import AlertSettings
 from v6_pipeline.ib.snapshot import IBSnapshot, take_snapshot
 from v6_pipeline.lake import Lake
+from v6_pipeline.settings import IB_SEC_TYPES, AnySetting, OptionalSetting, Setting, Text
 
-# IB's security types (TWS API `Contract.secType`).
-IB_SEC_TYPES = frozenset(
-    {
-        "STK", "OPT", "FUT", "FOP", "CASH", "BOND", "WAR", "IND", "CFD", "CMDTY", "FUND",
-        "BAG", "CRYPTO", "IOPT", "NEWS", "BILL", "FIXED", "SLB", "CONTFUT", "EC",
-    }
-)  # fmt: skip
-_MAX_SECONDS = 10 * 365 * 86400  # a duration longer than ten years is a typo
-_MAX_WAIT_S = 60.0  # settle and confirm waits: a live run must end within its window
+__all__ = [
+    "IB_SEC_TYPES",
+    "RESOURCES",
+    "AlertsResource",
+    "IBGatewayResource",
+    "LakeResource",
+    "ReconciliationSettings",
+    "check_settings",
+    "resources_from_env",
+]
 
 
 class _Settings(dg.ConfigurableResource):
-    """A resource whose fields are `V6_*` settings (`ENV`: field -> variable)."""
+    """A resource whose fields are `V6_*` settings (`ENV`: field -> variable).
 
+    `SETTINGS` (field -> `Setting`) gives each field its parser; a variable it does not
+    name (a subclass elsewhere) is refused only when blank, the rest is its own check.
+    """
+
+    SETTINGS: ClassVar[dict[str, AnySetting]] = {}
     ENV: ClassVar[dict[str, str]] = {}
     # Variables whose empty value means something (off), unlike an unset one.
     EMPTY_MEANS_OFF: ClassVar[frozenset[str]] = frozenset()
+
+    # Variables set blank in the environment `from_env` read (variable -> value): the
+    # field keeps its default, and `check_settings` refuses them.
+    _blank: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **given: str) -> _Settings:
         """The settings whose variables are set in `environ`, `given` fields overriding."""
         fields: dict[str, object] = {}
+        blank: dict[str, str] = {}
         for field, variable in cls.ENV.items():
-            if variable in cls.EMPTY_MEANS_OFF and not environ.get(variable, "x").strip():
-                fields[field] = ""  # set empty: off (Dagster reads "" as unset)
+            raw = environ.get(variable)
+            if raw is None or field in given:
                 continue
-            if environ.get(variable, "").strip():
-                annotation = cls.model_fields[field].annotation
-                fields[field] = (
-                    dg.EnvVar.int(variable) if annotation is int else dg.EnvVar(variable)
-                )
-        return cls(**{**fields, **given})
+            if not raw.strip():
+                if variable in cls.EMPTY_MEANS_OFF:
+                    fields[field] = ""  # set empty: off (Dagster reads "" as unset)
+                elif raw and not isinstance(cls._setting(field), OptionalSetting):
+                    blank[variable] = raw
+                continue  # else empty, as Compose passes an unset variable: the default
+            annotation = cls.model_fields[field].annotation
+            fields[field] = dg.EnvVar.int(variable) if annotation is int else dg.EnvVar(variable)
+        resource = cls(**{**fields, **given})
+        resource._blank = blank
+        return resource
+
+    @classmethod
+    def _setting(cls, field: str) -> AnySetting:
+        """The `Setting` of `field`; a generic one for a variable `SETTINGS` lacks."""
+        if field in cls.SETTINGS:
+            return cls.SETTINGS[field]
+        default = cls.model_fields[field].default
+        return Setting(cls.ENV[field], str(default), Text("a value"))
+
+    def check_environment(self, environ: Mapping[str, str] = os.environ) -> None:
+        """Before Dagster resolves the `EnvVar`s: the blank variables `from_env` saw, and
+        each `EnvVar`'s value in `environ` read by its `Setting` (Dagster's own coercion
+        of `1e3` or `٣` would be a traceback, or a number)."""
+        fields = {variable: field for field, variable in self.ENV.items()}
+        for variable, raw in self._blank.items():
+            self._setting(fields[variable]).parse(raw)
+        for field in self.ENV:
+            name = getattr(getattr(self, field), "env_var_name", None)
+            if name in s.SETTINGS and (raw := environ.get(name)) is not None:
+                s.SETTINGS[name].parse(raw)
 
     def check(self) -> None:
-        """Raise ValueError naming the variable of the first bad setting."""
+        """Raise ValueError (a `SettingError`) naming the variable of the first bad setting."""
 
 
-def _seconds(
-    variable: str, raw: str, *, positive: bool = False, limit: float = _MAX_SECONDS
-) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{variable}={raw!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(
-            f"{variable}={raw!r} must be a finite number of seconds {'> 0' if positive else '>= 0'}"
-        )
-    if value > limit:
-        if limit == _MAX_SECONDS:
-            raise ValueError(f"{variable}={raw!r} is over ten years; write the value in seconds")
-        raise ValueError(
-            f"{variable}={raw!r} is over {limit:g} s: a live window must be judged well "
-            "within its 5 minutes"
-        )
-    return value
+def _empty_means_off(settings: Mapping[str, AnySetting]) -> frozenset[str]:
+    return frozenset(
+        setting.variable
+        for setting in settings.values()
+        if isinstance(setting, OptionalSetting) and setting.empty_means_off
+    )
 
 
-def _names(raw: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(p.strip() for p in raw.replace(" ", ",").split(",") if p.strip()))
+def _seconds(setting: Setting[float], raw: str) -> timedelta:
+    return timedelta(seconds=setting.parse(raw))
+
+
+def _optional_seconds(setting: OptionalSetting[float], raw: str) -> timedelta | None:
+    value = setting.parse(raw)
+    return None if value is None else timedelta(seconds=value)
 
 
 class IBGatewayResource(_Settings):
     """IB Gateway or TWS over its TCP API, read-only: one complete position snapshot."""
 
-    ENV: ClassVar[dict[str, str]] = {
-        "host": "V6_IB_HOST",
-        "port": "V6_IB_PORT",
-        "client_id": "V6_IB_CLIENT_ID",
-        "timeout_s": "V6_IB_TIMEOUT_S",
-        "accounts": "V6_ACCOUNTS",
+    SETTINGS: ClassVar[dict[str, AnySetting]] = {
+        "host": s.IB_HOST,
+        "port": s.IB_PORT,
+        "client_id": s.IB_CLIENT_ID,
+        "timeout_s": s.IB_TIMEOUT_S,
+        "accounts": s.ACCOUNTS,
     }
+    ENV: ClassVar[dict[str, str]] = {f: setting.variable for f, setting in SETTINGS.items()}
 
-    host: str = "127.0.0.1"
-    port: int = 4002
-    client_id: int = 606  # far from the 0/1/2 trading clients usually take
-    timeout_s: str = "30"
-    accounts: str = ""  # empty: every account the gateway manages
+    host: str = s.IB_HOST.default
+    port: int = s.IB_PORT.value()
+    client_id: int = s.IB_CLIENT_ID.value()  # far from the 0/1/2 trading clients usually take
+    timeout_s: str = s.IB_TIMEOUT_S.default
+    accounts: str = s.ACCOUNTS.default  # empty: every account the gateway manages
 
     def check(self) -> None:
-        if not self.host.strip():
-            raise ValueError("V6_IB_HOST is empty; write the gateway's host, e.g. 127.0.0.1")
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"V6_IB_PORT={self.port} is not a TCP port (1-65535)")
-        if not 0 <= self.client_id < 2**31:
-            raise ValueError(f"V6_IB_CLIENT_ID={self.client_id} must be between 0 and 2^31-1")
+        self.address()
+        s.IB_CLIENT_ID.parse(str(self.client_id))
         self.timeout()
+        self.account_filter()
+
+    def address(self) -> tuple[str, int]:
+        """(host, port), parsed."""
+        return s.IB_HOST.parse(self.host), s.IB_PORT.parse(str(self.port))
 
     def timeout(self) -> float:
-        return _seconds("V6_IB_TIMEOUT_S", self.timeout_s, positive=True)
+        return s.IB_TIMEOUT_S.parse(self.timeout_s)
 
     def account_filter(self) -> tuple[str, ...] | None:
-        """The accounts to judge (`V6_ACCOUNTS`); `None`: every managed account."""
-        return _names(self.accounts) or None
+        """The accounts to judge (`V6_ACCOUNTS`, upper-cased); `None`: every managed account."""
+        return s.ACCOUNTS.parse(self.accounts) or None
 
     def snapshot(self) -> IBSnapshot:
-        return take_snapshot(self.host, self.port, self.client_id, timeout_s=self.timeout())
+        host, port = self.address()
+        return take_snapshot(host, port, self.client_id, timeout_s=self.timeout())
 
 
 class LakeResource(_Settings):
     """The Delta tables under `lake_dir`."""
 
-    ENV: ClassVar[dict[str, str]] = {
-        "lake_dir": "V6_LAKE_DIR",
-        "default_account": "V6_DEFAULT_ACCOUNT",
+    SETTINGS: ClassVar[dict[str, AnySetting]] = {
+        "lake_dir": s.LAKE_DIR,
+        "default_account": s.DEFAULT_ACCOUNT,
     }
+    ENV: ClassVar[dict[str, str]] = {f: setting.variable for f, setting in SETTINGS.items()}
 
-    lake_dir: str = "data/lake"
-    default_account: str = ""
+    lake_dir: str = s.LAKE_DIR.default
+    default_account: str = s.DEFAULT_ACCOUNT.default
 
     def check(self) -> None:
-        if not self.lake_dir.strip():
-            raise ValueError("V6_LAKE_DIR is empty; write the folder (or URI) of the tables")
+        self.root()
+        self.account()
+
+    def root(self) -> str:
+        """The lake's folder or URI (`V6_LAKE_DIR`, trimmed)."""
+        return s.LAKE_DIR.parse(self.lake_dir)
+
+    def account(self) -> str | None:
+        """`V6_DEFAULT_ACCOUNT`, upper-cased; None when empty."""
+        return s.DEFAULT_ACCOUNT.parse(self.default_account)
 
     def get_lake(self) -> Lake:
-        return Lake(self.lake_dir, default_account=self.default_account or None)
+        return Lake(self.root(), default_account=self.account())
 
 
 class ReconciliationSettings(_Settings):
     """What counts as a discrepancy: scope, tolerance, staleness."""
 
-    ENV: ClassVar[dict[str, str]] = {
-        "sec_types": "V6_SEC_TYPES",
-        "abs_tol": "V6_ABS_TOL",
-        "allow_large_tol": "V6_ALLOW_LARGE_TOL",
-        "stale_after_s": "V6_STALE_AFTER_S",
-        "stream_dead_after_s": "V6_STREAM_DEAD_AFTER_S",
-        "settle_s": "V6_SETTLE_S",
-        "confirm_after_s": "V6_CONFIRM_AFTER_S",
+    SETTINGS: ClassVar[dict[str, AnySetting]] = {
+        "sec_types": s.SEC_TYPES,
+        "abs_tol": s.ABS_TOL,
+        "allow_large_tol": s.ALLOW_LARGE_TOL,
+        "stale_after_s": s.STALE_AFTER_S,
+        "stream_dead_after_s": s.STREAM_DEAD_AFTER_S,
+        "settle_s": s.SETTLE_S,
+        "confirm_after_s": s.CONFIRM_AFTER_S,
     }
-    EMPTY_MEANS_OFF: ClassVar[frozenset[str]] = frozenset({"V6_STREAM_DEAD_AFTER_S"})
+    ENV: ClassVar[dict[str, str]] = {f: setting.variable for f, setting in SETTINGS.items()}
+    EMPTY_MEANS_OFF: ClassVar[frozenset[str]] = _empty_means_off(SETTINGS)
 
-    sec_types: str = "OPT"
-    abs_tol: str = "0.001"
-    allow_large_tol: str = ""  # "1": accept a tolerance of a whole contract or more
-    stale_after_s: str = ""
-    stream_dead_after_s: str = "120"  # empty: no streamer, no liveness check
+    sec_types: str = s.SEC_TYPES.default
+    abs_tol: str = s.ABS_TOL.default
+    allow_large_tol: str = s.ALLOW_LARGE_TOL.default  # "1": a tolerance of a contract or more
+    stale_after_s: str = s.STALE_AFTER_S.default
+    stream_dead_after_s: str = s.STREAM_DEAD_AFTER_S.default  # empty: no liveness check
     # A live window's Delta read waits this long after the snapshot (still as of it), so
     # a fill the streamer is still writing is seen.
-    settle_s: str = "3"
+    settle_s: str = s.SETTLE_S.default
     # A live window with a critical candidate takes a second snapshot this long after the
     # first; a key is NAKED only if naked in both.
-    confirm_after_s: str = "5"
+    confirm_after_s: str = s.CONFIRM_AFTER_S.default
 
     def check(self) -> None:
         self.scope()
@@ -176,55 +219,31 @@ class ReconciliationSettings(_Settings):
         self.confirm_after()
 
     def settle(self) -> timedelta:
-        return timedelta(seconds=_seconds("V6_SETTLE_S", self.settle_s, limit=_MAX_WAIT_S))
+        return _seconds(s.SETTLE_S, self.settle_s)
 
     def confirm_after(self) -> timedelta:
-        return timedelta(
-            seconds=_seconds("V6_CONFIRM_AFTER_S", self.confirm_after_s, limit=_MAX_WAIT_S)
-        )
+        return _seconds(s.CONFIRM_AFTER_S, self.confirm_after_s)
 
     def stream_dead_after(self) -> timedelta | None:
-        if not self.stream_dead_after_s.strip():
-            return None
-        return timedelta(
-            seconds=_seconds("V6_STREAM_DEAD_AFTER_S", self.stream_dead_after_s, positive=True)
-        )
+        return _optional_seconds(s.STREAM_DEAD_AFTER_S, self.stream_dead_after_s)
 
     def scope(self) -> tuple[str, ...] | None:
         """The sec types in scope; `None` means all (`*`)."""
-        types = tuple(t.upper() for t in _names(self.sec_types))
-        if not types:
-            raise ValueError("V6_SEC_TYPES is empty; write e.g. OPT or OPT,STK, or * for all")
-        if "*" in types:
-            return None
-        unknown = [t for t in types if t not in IB_SEC_TYPES]
-        if unknown:
-            raise ValueError(
-                f"V6_SEC_TYPES names {', '.join(unknown)}, which IB does not use: a sec type "
-                f"IB never reports would silently judge nothing. Use IB's names "
-                f"({', '.join(sorted(IB_SEC_TYPES))}) or * for all"
-            )
-        return types
+        return s.SEC_TYPES.parse(self.sec_types)
 
     def tolerance(self) -> float:
-        try:
-            value = float(self.abs_tol)
-        except ValueError:
-            raise ValueError(f"V6_ABS_TOL={self.abs_tol!r} is not a number") from None
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"V6_ABS_TOL={self.abs_tol!r} must be a finite number >= 0")
-        if value >= 1 and self.allow_large_tol.strip().lower() not in ("1", "true", "yes"):
-            raise ValueError(
-                f"V6_ABS_TOL={self.abs_tol!r} is a whole contract or more: a closed leg "
-                "would no longer count as open, hiding naked positions. Use a tolerance "
-                "below 1 (default 0.001), or set V6_ALLOW_LARGE_TOL=1 if you mean it"
+        value = s.ABS_TOL.parse(self.abs_tol)
+        if value >= 1 and not s.ALLOW_LARGE_TOL.parse(self.allow_large_tol):
+            raise s.SettingError(
+                s.ABS_TOL.variable,
+                f"V6_ABS_TOL={self.abs_tol!r} is a whole contract or more, so a closed leg "
+                "would no longer count as open, hiding naked positions: use a tolerance "
+                "below 1 (default 0.001), or set V6_ALLOW_LARGE_TOL=1 if you mean it",
             )
         return value
 
     def stale_after(self) -> timedelta | None:
-        if not self.stale_after_s.strip():
-            return None
-        return timedelta(seconds=_seconds("V6_STALE_AFTER_S", self.stale_after_s))
+        return _optional_seconds(s.STALE_AFTER_S, self.stale_after_s)
 
     def describe(self) -> str:
         scope = self.scope()
@@ -238,36 +257,30 @@ class ReconciliationSettings(_Settings):
         )
 
 
-_ALERT_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(AlertSettings.parse).parameters.items()
-}
-
-
 class AlertsResource(_Settings):
     """Where alerts go and when (README, "Alerts"); parsed by `AlertSettings.parse`."""
 
-    ENV: ClassVar[dict[str, str]] = {
-        "urls": "V6_ALERT_URLS",
-        "min_severity": "V6_ALERT_MIN_SEVERITY",
-        "remind_s": "V6_ALERT_REMIND_S",
-        "silence_s": "V6_ALERT_SILENCE_S",
-        "give_up_s": "V6_ALERT_GIVE_UP_S",
-        "heartbeat_url": "V6_HEARTBEAT_URL",
-        "ui_url": "V6_UI_URL",
-        "quiet_windows": "V6_IB_QUIET_WINDOWS",
+    SETTINGS: ClassVar[dict[str, AnySetting]] = {
+        "urls": s.ALERT_URLS,
+        "min_severity": s.ALERT_MIN_SEVERITY,
+        "remind_s": s.ALERT_REMIND_S,
+        "silence_s": s.ALERT_SILENCE_S,
+        "give_up_s": s.ALERT_GIVE_UP_S,
+        "heartbeat_url": s.HEARTBEAT_URL,
+        "ui_url": s.UI_URL,
+        "quiet_windows": s.IB_QUIET_WINDOWS,
     }
-    EMPTY_MEANS_OFF: ClassVar[frozenset[str]] = frozenset({"V6_ALERT_REMIND_S"})
+    ENV: ClassVar[dict[str, str]] = {f: setting.variable for f, setting in SETTINGS.items()}
+    EMPTY_MEANS_OFF: ClassVar[frozenset[str]] = _empty_means_off(SETTINGS)
 
-    # One default per setting: `AlertSettings.parse`'s.
-    urls: str = _ALERT_DEFAULTS["urls"]
-    min_severity: str = _ALERT_DEFAULTS["min_severity"]
-    remind_s: str = _ALERT_DEFAULTS["remind_s"]
-    silence_s: str = _ALERT_DEFAULTS["silence_s"]
-    give_up_s: str = _ALERT_DEFAULTS["give_up_s"]
-    heartbeat_url: str = _ALERT_DEFAULTS["heartbeat_url"]
-    ui_url: str = _ALERT_DEFAULTS["ui_url"]
-    quiet_windows: str = _ALERT_DEFAULTS["quiet_windows"]
+    urls: str = s.ALERT_URLS.default
+    min_severity: str = s.ALERT_MIN_SEVERITY.default
+    remind_s: str = s.ALERT_REMIND_S.default
+    silence_s: str = s.ALERT_SILENCE_S.default
+    give_up_s: str = s.ALERT_GIVE_UP_S.default
+    heartbeat_url: str = s.HEARTBEAT_URL.default
+    ui_url: str = s.UI_URL.default
+    quiet_windows: str = s.IB_QUIET_WINDOWS.default
 
     def check(self) -> None:
         self.get_settings()
@@ -290,12 +303,20 @@ def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, _Se
 
 
 def check_settings(resources: Mapping[str, dg.ConfigurableResource]) -> None:
-    """Parse every setting of `resources` (EnvVars resolved); ValueError names the bad one."""
+    """Parse every setting of `resources` (EnvVars resolved); a ValueError (one sentence,
+    a `SettingError`) names the bad one."""
     for resource in resources.values():
         if isinstance(resource, _Settings):
+            resource.check_environment()
             try:
-                resolved = resource.process_config_and_initialize()
+                # The context manager closes the ephemeral instance Dagster builds for
+                # the init context; left to the garbage collector, its SQLite
+                # connections fail noisily at a random later moment.
+                with resource.process_config_and_initialize_cm() as resolved:
+                    resolved.check()
             except dg.DagsterInvalidConfigError as exc:
                 variables = ", ".join(type(resource).ENV.values())
-                raise ValueError(f"a setting among {variables} is malformed: {exc}") from exc
-            resolved.check()
+                said = next(iter(str(exc).splitlines()), "")
+                raise ValueError(
+                    f"a setting among {variables} is malformed ({said}); check each one"
+                ) from exc

@@ -3,7 +3,7 @@
 Starts the IB Gateway emulator on a free port with the demo portfolio, writes a demo
 `position_updates` log that disagrees with it in every way the contract knows, and
 materializes the newest closed window through a real Dagster instance. `--ui` then
-keeps the emulator up and starts `dagster dev` on the same lake and instance.
+keeps the emulator up and starts `dg dev` on the same lake and instance.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if base is None:
         return 1
     lake_dir, home = base / "lake", base / "dagster_home"
-    # The alerts' links lead to the demo's own UI (the `dagster dev` child inherits it).
+    # The alerts' links lead to the demo's own UI (the `dg dev` child inherits it).
     os.environ.setdefault("V6_UI_URL", f"http://127.0.0.1:{args.ui_port}")
     started = time.monotonic()
     with GatewayThread(load_portfolio(portfolio_path())) as gateway:

@@ -1,4 +1,4 @@
-"""`v6 demo --ui`: `dagster dev` on the demo's data, and the end of the demo's story.
+"""`v6 demo --ui`: `dg dev` on the demo's data, and the end of the demo's story.
 
 The UI first shows the failing window the demo just judged. `fix_after` seconds later
 the demo starts `v6 stream` on the same gateway and lake: its first snapshot brings
@@ -10,6 +10,7 @@ The streamer then keeps following the gateway (and heartbeating) until Ctrl-C.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,24 +20,25 @@ from pathlib import Path
 from typing import IO
 
 from v6_pipeline.demo.book import NAKED_LEG
+from v6_pipeline.demo.narrator import Narrator
 
 STREAM_CLIENT_ID = "607"  # `v6 stream`'s default, apart from the pipeline's
 
-# `dagster dev` warns that `dg dev` supersedes it. `dg` needs the dagster-dg-cli
-# package, which the project does not install for this one command, and `dagster dev`
-# does all the demo needs; the notice would read to a newcomer like a fault.
-_QUIET = "ignore:Function `dev_command` is superseded"
+
+def dg_command() -> str:
+    """Dagster's `dg` CLI (dagster-dg-cli, pinned with the family) beside this Python."""
+    beside = Path(sys.executable).with_name("dg")
+    return str(beside) if beside.exists() else (shutil.which("dg") or "dg")
 
 
 def serve_ui(
     settings: dict[str, str], port: int, *, home: Path, first: str, fix_after: float
 ) -> int:
-    """`dagster dev` with `settings` until Ctrl-C; the emulator stays up meanwhile."""
+    """`dg dev` with `settings` until Ctrl-C; the emulator stays up meanwhile."""
     command = [
-        sys.executable, "-m", "dagster", "dev",
+        dg_command(), "dev",
         "-m", "v6_pipeline.definitions", "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
-    warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), _QUIET]))
     print(f"\nStarting the Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops everything)")
     print(f"Its windows start at {first} UTC, the one just judged; the schedule judges a new")
     print("one every 5 minutes, and the alert sensors run (Automation).")
@@ -44,10 +46,26 @@ def serve_ui(
     print(f"holds to position_updates, closing {NAKED_LEG}; from the next window on,")
     print("no_naked_positions passes and the run is green.")
     # Its own process group, so Ctrl-C and the shutdown reach the daemon and webserver.
-    # Run from the instance's folder: `dagster dev` warns about any other dagster.yaml in
+    # Run from the instance's folder: `dg dev` warns about any other dagster.yaml in
     # its working folder (the repository's own, for one).
-    env = {**os.environ, **settings, "PYTHONWARNINGS": warnings}
-    proc = subprocess.Popen(command, env=env, cwd=home, start_new_session=True)
+    env = {**os.environ, **settings}
+    # Dagster's own output (the webserver, the daemon, every run's events at DEBUG) to a
+    # file: the terminal gets what a person follows (the narrator's lines).
+    dagster_log = home.parent / "dagster.log"
+    print(f"Dagster's own output (webserver, daemon, each run's events): {dagster_log}")
+    print("Here: each window's verdict as it is judged, each alert, the streamer's repairs.\n")
+    narrator = Narrator(
+        home,
+        Path(settings["V6_LAKE_DIR"]),
+        ui_url=f"http://127.0.0.1:{port}",
+        stream_log=home.parent / "stream.log",
+    )
+    narrator.skip_existing()
+    with dagster_log.open("ab") as sink:
+        proc = subprocess.Popen(
+            command, env=env, cwd=home, start_new_session=True, stdout=sink, stderr=sink
+        )
+    narrator.start()
     streamer = _Streamer(env, log_path=home.parent / "stream.log")
     timer = threading.Timer(fix_after, streamer.start)
     timer.daemon = True
@@ -64,6 +82,7 @@ def serve_ui(
         timer.cancel()
         streamer.stop()
         stop_group(proc)
+        narrator.stop()
 
 
 class _Streamer:
@@ -105,7 +124,7 @@ class _Streamer:
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """Stop `proc`'s process group (dagster dev, its daemon, webserver and run workers)."""
+    """Stop `proc`'s process group (dg dev, its daemon, webserver and run workers)."""
     if proc.poll() is not None:
         return
     os.killpg(proc.pid, signal.SIGTERM)

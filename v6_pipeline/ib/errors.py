@@ -72,12 +72,18 @@ class ClientIdInUseError(IBSnapshotError):
     # Another API client holds the id until it disconnects: retrying now won't help.
     transient = False
 
-    def __init__(self, client_id: int, host: str, port: int) -> None:
+    def __init__(
+        self, client_id: int, host: str, port: int, setting: str = "V6_IB_CLIENT_ID"
+    ) -> None:
+        # `setting`: the variable that chose the id (the stream has its own), so the
+        # sentence names the one to change.
         super().__init__(
             f"IB Gateway at {host}:{port} refused client id {client_id}: it is already in use "
             f"by another API connection (error {ErrorCode.CLIENT_ID_IN_USE}). Set "
-            "V6_IB_CLIENT_ID to an id no trading client uses."
+            f"{setting} to an id no other API client uses."
         )
+        self.client_id = client_id
+        self.setting = setting
 
 
 class SnapshotTimeoutError(IBSnapshotError):
@@ -117,6 +123,27 @@ class NonFinitePositionError(IBSnapshotError):
             "discarded and nothing was stored. Check the gateway's log and version; the next "
             "attempt asks again."
         )
+
+
+class MalformedContractError(IBSnapshotError):
+    """A position whose contract cannot be stored as IB sent it (a conid beyond int64)."""
+
+    # The gateway describes a contract the same way on every ask: retrying within the run
+    # would only delay the failure.
+    transient = False
+
+    def __init__(
+        self, count: int, account: str, contract: str, field: str, value: object, why: str
+    ) -> None:
+        super().__init__(
+            f"IB sent {count} position(s) whose {field} cannot be used (e.g. account {account}, "
+            f"{contract}: {field} {value}, {why}); a snapshot without them could raise false "
+            "alarms, so it was discarded and nothing was stored. Check the gateway's log and "
+            "version (a gateway or proxy that corrupts messages) and look the contract up in "
+            "TWS; the next run asks again."
+        )
+        self.account = account
+        self.field = field
 
 
 class ConnectivityLostError(IBSnapshotError):

@@ -3,8 +3,9 @@
 Complete means: `positionEnd` arrived, on a connection that stayed up, with no
 position frame lost to ib_async's decoder (it logs and skips a frame it cannot
 parse, which would otherwise look like a smaller book), no "connectivity lost"
-(1100) from the gateway meanwhile, and every quantity a finite number (ib_async
-takes "nan" and "inf" without a word). Anything less raises an `IBSnapshotError`:
+(1100) from the gateway meanwhile, every quantity a finite number (ib_async
+takes "nan" and "inf" without a word) and every conid within int64 (ib_async takes
+any integer; the tables store int64). Anything less raises an `IBSnapshotError`:
 an empty or partial answer is never taken for "IB holds nothing".
 
 The connection is opened with the bare API handshake (`Client.connectAsync`) rather
@@ -27,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import polars as pl
-from ib_async import IB, Position
+from ib_async import IB, Contract, Position
 
 from v6_pipeline.ib.connectivity import CONNECTIVITY
 from v6_pipeline.ib.decoder_log import DroppedPositionFrames
@@ -39,6 +40,7 @@ from v6_pipeline.ib.errors import (
     GatewayUnreachableError,
     HandshakeTimeoutError,
     IBSnapshotError,
+    MalformedContractError,
     MalformedPositionError,
     NonFinitePositionError,
     SnapshotTimeoutError,
@@ -61,6 +63,8 @@ _HANDSHAKE_SHARES = 3
 _MAX_PAUSE_S = 2.0
 # How ib_async reports a failed connectAsync, which also raises the typed cause.
 _CONNECT_FAILED = "API connection failed: "
+# What the tables' int64 `conid` column can hold.
+_CONID_MIN, _CONID_MAX = -(2**63), 2**63 - 1
 
 T = TypeVar("T")
 
@@ -85,6 +89,7 @@ def take_snapshot(
     timeout_s: float = 30.0,
     max_attempts: int | None = None,
     backoff_s: float = 0.5,
+    client_id_setting: str = "V6_IB_CLIENT_ID",
 ) -> IBSnapshot:
     """Blocking form of `take_snapshot_async`, safe to call from any thread."""
     with _ONE_AT_A_TIME:
@@ -96,6 +101,7 @@ def take_snapshot(
                 timeout_s=timeout_s,
                 max_attempts=max_attempts,
                 backoff_s=backoff_s,
+                client_id_setting=client_id_setting,
             )
         )
 
@@ -108,12 +114,14 @@ async def take_snapshot_async(
     timeout_s: float = 30.0,
     max_attempts: int | None = None,
     backoff_s: float = 0.5,
+    client_id_setting: str = "V6_IB_CLIENT_ID",
 ) -> IBSnapshot:
     """Take one complete snapshot within `timeout_s`, retrying transient failures.
 
     All attempts together stay within `timeout_s` (and number at most `max_attempts`
     when given): a gateway restarting for less than the timeout is waited out, one
-    down for longer raises the last error.
+    down for longer raises the last error. `client_id_setting` is the variable an error
+    about the client id names (`v6 stream` has its own).
     """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
@@ -130,7 +138,7 @@ async def take_snapshot_async(
         handshake_s = (deadline - time.monotonic()) / shares
         try:
             positions, accounts, server_version = await _attempt(
-                host, port, client_id, deadline, handshake_s, timeout_s
+                host, port, client_id, deadline, handshake_s, timeout_s, client_id_setting
             )
         except IBSnapshotError as exc:
             pause = min(backoff_s * 2 ** (attempt - 1), _MAX_PAUSE_S)
@@ -165,7 +173,13 @@ def _check_address(host: str, port: int) -> None:
 
 
 async def _attempt(
-    host: str, port: int, client_id: int, deadline: float, handshake_s: float, timeout_s: float
+    host: str,
+    port: int,
+    client_id: int,
+    deadline: float,
+    handshake_s: float,
+    timeout_s: float,
+    client_id_setting: str,
 ) -> tuple[pl.DataFrame, tuple[str, ...], int]:
     ib = IB()
     loop = asyncio.get_running_loop()
@@ -180,7 +194,7 @@ async def _attempt(
 
     def on_error(req_id: int, code: int, message: str, contract: Any) -> None:
         if code == ErrorCode.CLIENT_ID_IN_USE:
-            fail(ClientIdInUseError(client_id, host, port))
+            fail(ClientIdInUseError(client_id, host, port, client_id_setting))
         elif (known := CONNECTIVITY.get(code)) is None:
             return
         elif known.fails:
@@ -272,6 +286,7 @@ async def _first(
 def _frame(rows: list[Position]) -> pl.DataFrame:
     """Positions as a frame, one row per (account, conid): a key repeated within one
     answer keeps its last value, as IB's later message supersedes the earlier."""
+    _check_contracts(rows)
     frame = pl.DataFrame(
         {
             "account": [p.account for p in rows],
@@ -289,6 +304,34 @@ def _frame(rows: list[Position]) -> pl.DataFrame:
         schema=POSITIONS_SCHEMA,
     )
     return frame.unique(["account", "conid"], keep="last", maintain_order=True)
+
+
+def _check_contracts(rows: list[Position]) -> None:
+    """Refuse, with a sentence naming one, contracts no table could store: ib_async parses
+    a conid of any size, and a frame of int64 would fail with a bare TypeError."""
+    bad = [
+        p
+        for p in rows
+        if not isinstance(p.contract.conId, int) or not _CONID_MIN <= p.contract.conId <= _CONID_MAX
+    ]
+    if bad:
+        first = bad[0]
+        raise MalformedContractError(
+            len(bad),
+            first.account,
+            _describe(first.contract),
+            "conid",
+            first.contract.conId,
+            "beyond the 64-bit range of a contract id (IB's are 32-bit)",
+        )
+
+
+def _describe(contract: Contract) -> str:
+    """A contract as a person finds it in TWS: symbol, expiry, strike, right, sec type."""
+    strike = f"{contract.strike:g}" if contract.strike else ""
+    parts = (contract.symbol, contract.lastTradeDateOrContractMonth, strike, contract.right)
+    named = " ".join(str(p) for p in parts if p) or "a contract without a symbol"
+    return f"{named} ({contract.secType or 'no sec type'})"
 
 
 def checked_positions(positions: pl.DataFrame) -> pl.DataFrame:

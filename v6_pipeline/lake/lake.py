@@ -216,6 +216,7 @@ class Lake:
             paths.IB_CONFIRMING_SNAPSHOT_LOG,
             paths.DELTA_LATEST_POSITIONS,
             paths.POSITION_DISCREPANCIES,
+            paths.JUDGMENT_LOG,
             # Small appends every tick and heartbeat: compaction keeps them cheap to read.
             paths.ALERT_LOG,
             paths.STREAM_STATUS,

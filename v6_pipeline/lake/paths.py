@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from v6_pipeline.settings import LAKE_DIR
+
 POSITION_UPDATES = "position_updates"
 IB_POSITION_SNAPSHOTS = "ib_position_snapshots"
 IB_SNAPSHOT_LOG = "ib_snapshot_log"
@@ -11,6 +13,7 @@ IB_SNAPSHOT_LOG = "ib_snapshot_log"
 IB_CONFIRMING_SNAPSHOTS = "ib_confirming_snapshots"
 IB_CONFIRMING_SNAPSHOT_LOG = "ib_confirming_snapshot_log"
 POSITION_DISCREPANCIES = "position_discrepancies"
+JUDGMENT_LOG = "position_judgment_log"  # one row per judged window, written last
 ALERT_LOG = "alert_log"  # written by the alert sensors
 STREAM_STATUS = "stream_status"  # written by `v6 stream`
 STREAM_DEAD_LETTERS = "stream_dead_letters"  # messages `v6 stream` set aside
@@ -18,12 +21,12 @@ DELTA_LATEST_POSITIONS = "delta_latest_positions"
 # Derived state the lake keeps for itself (read_latest checkpoints), apart from the tables.
 CHECKPOINTS = "_v6_checkpoints"
 
-DEFAULT_LAKE_DIR = "data/lake"
+DEFAULT_LAKE_DIR = LAKE_DIR.default
 
 
 def default_lake_dir() -> str:
-    """`$V6_LAKE_DIR`, else `data/lake`."""
-    return os.environ.get("V6_LAKE_DIR") or DEFAULT_LAKE_DIR
+    """`$V6_LAKE_DIR` (trimmed; a blank value refused), else `data/lake`."""
+    return LAKE_DIR.read(os.environ)
 
 
 def is_local(uri: str) -> bool:

@@ -99,6 +99,22 @@ DELTA_LATEST_POSITIONS = pa.schema(
     ]
 )
 
+# `position_judgment_log`: one row per judged window, written last (its commit marker:
+# a window without one was never judged, whatever else it has).
+JUDGMENT_LOG = pa.schema(
+    [
+        pa.field("window_start", UTC_US, nullable=False),
+        pa.field("as_of", UTC_US, nullable=False),  # the judged snapshot's taken_at
+        pa.field("judged_at", UTC_US, nullable=False),
+        pa.field("discrepancy_count", pa.int64(), nullable=False),
+        pa.field("naked_count", pa.int64(), nullable=False),
+        pa.field("confirmed_at", UTC_US),  # the confirming snapshot's, if any
+        # JSON list of {"check", "severity", "description"}: the checks that failed.
+        pa.field("failed_checks", pa.string(), nullable=False),
+        pa.field("run_id", pa.string()),  # the Dagster run that recorded the judgment
+    ]
+)
+
 # `read_latest`'s checkpoint (one small Delta table per `position_updates`): the rows it
 # keeps, its state then its tail, with their write order `_seq`. What describes them (the
 # table's version, the cutoff, the files seen) is in the parquet file's own metadata.

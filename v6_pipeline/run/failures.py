@@ -1,12 +1,14 @@
 """Why a reconciliation run failed, in the words of the step that failed.
 
 Shared by the shell runner (its printout) and the alert sensors (the incident's cause):
-the blocking naked check failing is a verdict, not a pipeline failure.
+the blocking naked check failing is a verdict, not a pipeline failure. A run whose
+Dagster database went away mid-run cannot record its own failure: `instance_lost`
+says so in one sentence naming DAGSTER_PG_URL, as `open_instance` does at start-up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -48,3 +50,53 @@ def _failure(event: dg.DagsterEvent) -> StepFailure:
     while error.cause is not None:
         error = error.cause
     return StepFailure(error.cls_name or "Exception", error.message.strip())
+
+
+def instance_lost(error: BaseException, keys: Sequence[str]) -> str | None:
+    """The sentence for a run of windows `keys` whose Dagster instance database stopped
+    answering mid-run (Dagster then raises out of the run: "too many retries for DB
+    connection"), or None when `error` is not that. It names DAGSTER_PG_URL, its
+    password masked, in `open_instance`'s words, and how to judge the window(s) once
+    the database is back (a window left snapshotted and not judged is named so by every
+    later judgment: `position_judgment_log`)."""
+    if not _is_database_error(error):
+        return None
+    from v6_pipeline.run.instance import _unreachable  # the start-up sentence, reused
+
+    first, last = keys[0], keys[-1]
+    which = f"window {first}" if first == last else f"windows {first} .. {last}"
+    again = f"--window {first}" if first == last else f"--window {first} --to {last}"
+    return (
+        f"lost the Dagster instance's database during the run of {which}, so the run could "
+        f"not finish: {_unreachable(error)}; once it is back, re-run with "
+        f"`v6 reconcile {again}`"
+    )
+
+
+def _is_database_error(error: BaseException) -> bool:
+    """Whether `error`, or an error it wraps, is PostgreSQL (via dagster-postgres,
+    SQLAlchemy or psycopg2) failing to connect or answer."""
+    kinds: list[type[BaseException]] = []
+    try:
+        from dagster_postgres.utils import DagsterPostgresException
+
+        kinds.append(DagsterPostgresException)
+    except ImportError:  # pragma: no cover - dagster-postgres is a dependency
+        pass
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    kinds += [OperationalError, InterfaceError]
+    try:
+        import psycopg2
+
+        kinds += [psycopg2.OperationalError, psycopg2.InterfaceError]
+    except ImportError:  # pragma: no cover
+        pass
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, tuple(kinds)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

@@ -19,7 +19,8 @@ from v6_pipeline.defs.partitions import validate_key, window_start
 from v6_pipeline.defs.resources import LakeResource
 from v6_pipeline.lake.errors import LakeError
 from v6_pipeline.lake.schemas import POSITION_DISCREPANCIES, polars_schema
-from v6_pipeline.run.failures import step_failures
+from v6_pipeline.run.failures import instance_lost, step_failures
+from v6_pipeline.run.instance import InstanceUnavailableError, serialize_pool_claims
 from v6_pipeline.run.liveness import wait_for_pool, worker_tags
 
 EXIT_OK, EXIT_FAILED, EXIT_CRITICAL = 0, 1, 2
@@ -72,42 +73,56 @@ def run_windows(
     keys = (validate_key(first, windows), validate_key(last or first, windows))
     if window_start(keys[1]) < window_start(keys[0]):
         raise ValueError(f"the range {keys[0]}..{keys[1]} ends before it starts")
+    # Whatever opened `instance`: its runs and the other processes' take the slot in turn.
+    serialize_pool_claims(instance)
     wait_for_pool(instance, IB_POOL, job_name=job.name, deadline_s=slot_wait_s)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    if keys[0] == keys[1]:
-        result = job.execute_in_process(
-            run_config=run_config,
-            partition_key=keys[0],
-            instance=instance,
-            raise_on_error=False,
-            tags=worker_tags(),
-        )
-    else:
-        result = job.execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            raise_on_error=False,
-            tags={
-                **worker_tags(),
-                "dagster/asset_partition_range_start": keys[0],
-                "dagster/asset_partition_range_end": keys[1],
-            },
-        )
+    try:
+        if keys[0] == keys[1]:
+            result = job.execute_in_process(
+                run_config=run_config,
+                partition_key=keys[0],
+                instance=instance,
+                raise_on_error=False,
+                tags=worker_tags(),
+            )
+        else:
+            result = job.execute_in_process(
+                run_config=run_config,
+                instance=instance,
+                raise_on_error=False,
+                tags={
+                    **worker_tags(),
+                    "dagster/asset_partition_range_start": keys[0],
+                    "dagster/asset_partition_range_end": keys[1],
+                },
+            )
+    except Exception as error:
+        # The instance's database went away mid-run: Dagster raises out of the run.
+        lost = instance_lost(error, keys)
+        if lost is None:
+            raise
+        raise InstanceUnavailableError(lost) from error
     naked = [e.passed for e in result.get_asset_check_evaluations() if e.check_name == NAKED_CHECK]
     failures = [f.message for f in step_failures(result.all_events)]
-    lake = defs.resources["lake"]
-    assert isinstance(lake, LakeResource)
-    lake = lake.process_config_and_initialize()  # resolves EnvVar settings
+    lake_resource = defs.resources["lake"]
+    assert isinstance(lake_resource, LakeResource)
     keys_in_range = windows.get_partition_keys_in_range(dg.PartitionKeyRange(*keys))
-    try:
-        found = lake.get_lake().read_discrepancies_of(
-            window_starts=[window_start(key) for key in keys_in_range]
-        )
-    except LakeError as exc:
-        # The run already failed on it and says why; the outcome still tells the story.
-        if not failures:
-            failures.append(str(exc))
-        found = pl.DataFrame(schema=polars_schema(POSITION_DISCREPANCIES))
+    # Resolves EnvVar settings, in a `with`: a resource initialized outside a run opens an
+    # ephemeral Dagster instance, and the caller's instance context is back once that is
+    # closed. Left to the garbage collector, it would close later, inside another instance,
+    # and put back this one's (v6_pipeline_tests/run/test_instance_context.py).
+    with lake_resource.process_config_and_initialize_cm() as lake:
+        lake_dir = lake.lake_dir
+        try:
+            found = lake.get_lake().read_discrepancies_of(
+                window_starts=[window_start(key) for key in keys_in_range]
+            )
+        except LakeError as exc:
+            # The run already failed on it and says why; the outcome still tells the story.
+            if not failures:
+                failures.append(str(exc))
+            found = pl.DataFrame(schema=polars_schema(POSITION_DISCREPANCIES))
     found = found.sort(
         [pl.col("severity") == "critical", "window_start", "type", "account", "conid"],
         descending=[True, False, False, False, False],
@@ -119,5 +134,5 @@ def run_windows(
         naked_check_passed=all(naked) if naked else None,
         failure=failures[0] if failures else None,
         discrepancies=found,
-        lake_dir=lake.lake_dir,
+        lake_dir=lake_dir,
     )

@@ -12,11 +12,11 @@ Two kinds of input are told apart:
   and a key Delta holds open in an account the snapshot covers but that IB no longer
   lists is closed: a change missed while the stream was away is repaired.
 - A lone message of the subscription is checked first. Bad data (an account the gateway
-  does not manage, a quantity that is not a finite number, no conid or symbol) and a
-  contract that contradicts the book (a conid reported as another contract, a contract
-  under a new conid) are refused, never written. Unless the message is foreign (another
-  account), a refusal asks for a fresh snapshot: the message may have carried a change,
-  and only a complete snapshot may say which.
+  does not manage, a quantity that is not a finite number, no conid or one beyond int64,
+  no symbol) and a contract that contradicts the book (a conid reported as another
+  contract, a contract under a new conid) are refused, never written. Unless the message
+  is foreign (another account), a refusal asks for a fresh snapshot: the message may
+  have carried a change, and only a complete snapshot may say which.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from v6_pipeline.stream.updates import Contract, Key, PositionUpdate
+from v6_pipeline.stream.updates import CONID_MAX, Contract, Key, PositionUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +176,12 @@ def _bad(message: PositionUpdate, accounts: Sequence[str]) -> Refused | None:
         return Refused(message, "the quantity is not a finite number", resync=True)
     if message.conid <= 0:
         return Refused(message, "the conid is not a contract id", resync=True)
+    if message.conid > CONID_MAX:  # ib_async takes any integer; position_updates holds int64
+        return Refused(
+            message,
+            f"the conid {message.conid} is beyond the 64-bit range position_updates stores",
+            resync=True,
+        )
     if not message.symbol.strip():
         return Refused(message, "the symbol is empty", resync=True)
     return None

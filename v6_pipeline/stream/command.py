@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from v6_pipeline.lake import Lake
     from v6_pipeline.lake.errors import LakeError
     from v6_pipeline.stream.settings import stream_settings
-    from v6_pipeline.stream.streamer import Streamer
+    from v6_pipeline.stream.streamer import DuplicateStreamError, Streamer
     from v6_pipeline.stream.writer import BacklogFullError
 
     try:
@@ -42,19 +42,21 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, LakeError) as exc:
         print(f"v6 stream: {exc}", file=sys.stderr)
         return 1
+    streamer = Streamer(settings)
     logging.getLogger(__name__).info(
-        "streaming IB at %s:%d (client id %d) into %s; flush every %g s, heartbeat every %g s",
+        "streaming IB at %s:%d (client id %d) into %s as %s; flush every %g s, heartbeat "
+        "every %g s",
         settings.host,
         settings.port,
         settings.client_id,
         settings.lake_dir,
+        streamer.stream_id,
         settings.flush_s,
         settings.heartbeat_s,
     )
-    streamer = Streamer(settings)
     try:
         summary = asyncio.run(streamer.once() if args.once else _until_signalled(streamer))
-    except (BacklogFullError, IBSnapshotError, LakeError) as exc:
+    except (BacklogFullError, DuplicateStreamError, IBSnapshotError, LakeError) as exc:
         print(f"v6 stream: {exc}", file=sys.stderr)
         return 1
     print(f"v6 stream: {summary.describe()}", flush=True)

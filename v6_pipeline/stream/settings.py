@@ -2,30 +2,38 @@
 
 The gateway's address, the snapshot timeout (`V6_IB_TIMEOUT_S`), the lake and the
 default account are read through the pipeline's own resources, so each has one default.
-The stream's own variables, each checked here with an error naming it:
+The stream's own variables are `Setting`s of `v6_pipeline/settings.py` (one default, one
+bound each, shared with the pipeline's `position_stream_is_alive` check):
 
 | variable | default | meaning |
 |---|---|---|
 | `V6_STREAM_CLIENT_ID` | 607 | the stream's API client id (not the pipeline's) |
-| `V6_STREAM_FLUSH_S` | 1 | the longest a change waits for its commit |
-| `V6_STREAM_HEARTBEAT_S` | 30 | how often a `stream_status` row is written |
-| `V6_STREAM_DEAD_AFTER_S` | 120 | the liveness check fails past this; empty disables it |
+| `V6_STREAM_FLUSH_S` | 1 | the longest a change waits for its commit (at most a day) |
+| `V6_STREAM_HEARTBEAT_S` | 30 | how often a `stream_status` row is written (at most a day) |
+| `V6_STREAM_DEAD_AFTER_S` | 120 | the liveness check fails past this (at most a day); |
+| | | empty disables it |
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-CLIENT_ID = ("V6_STREAM_CLIENT_ID", "607")
-FLUSH_S = ("V6_STREAM_FLUSH_S", "1")
-HEARTBEAT_S = ("V6_STREAM_HEARTBEAT_S", "30")
-DEAD_AFTER_S = ("V6_STREAM_DEAD_AFTER_S", "120")
+from v6_pipeline.settings import (
+    STREAM_CLIENT_ID,
+    STREAM_DEAD_AFTER_S,
+    STREAM_FLUSH_S,
+    STREAM_HEARTBEAT_S,
+    Setting,
+    SettingError,
+)
 
-_MAX_SECONDS = 86400.0  # a flush or heartbeat a day apart is a typo
+CLIENT_ID = STREAM_CLIENT_ID
+FLUSH_S = STREAM_FLUSH_S
+HEARTBEAT_S = STREAM_HEARTBEAT_S
+DEAD_AFTER_S = STREAM_DEAD_AFTER_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,49 +54,51 @@ class StreamSettings:
 
 
 def stream_settings() -> StreamSettings:
-    """The settings from the environment; ValueError names the first bad variable."""
+    """The settings from the environment; ValueError (a `SettingError`, one sentence)
+    names the first bad variable."""
     # Dagster is imported only here: `v6 stream --help` and the pure modules stay light.
     from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, check_settings
 
     ib_env, lake_env = IBGatewayResource.from_env(), LakeResource.from_env()
     check_settings({"ib": ib_env, "lake": lake_env})
-    ib = ib_env.process_config_and_initialize()
-    lake = lake_env.process_config_and_initialize()
+    with (
+        ib_env.process_config_and_initialize_cm() as ib,
+        lake_env.process_config_and_initialize_cm() as lake,
+    ):
+        host, port = ib.address()
+        ib_client_id, timeout_s = ib.client_id, ib.timeout()
+        lake_dir, default_account = lake.root(), lake.account()
     client_id = stream_client_id(os.environ)
-    if client_id == ib.client_id:
-        raise ValueError(
-            f"V6_STREAM_CLIENT_ID={client_id} is the pipeline's client id (V6_IB_CLIENT_ID): "
-            "the gateway would refuse one of them (error 326). Give the stream its own id."
+    if client_id == ib_client_id:
+        raise SettingError(
+            CLIENT_ID.variable,
+            f"V6_STREAM_CLIENT_ID={client_id} is the pipeline's client id (V6_IB_CLIENT_ID), "
+            "and the gateway would refuse one of them (error 326): give the stream its own id",
         )
     heartbeat_s = seconds(os.environ, HEARTBEAT_S)
     dead_after = stream_dead_after(os.environ)
     if dead_after is not None and heartbeat_s >= dead_after.total_seconds():
-        raise ValueError(
+        raise SettingError(
+            HEARTBEAT_S.variable,
             f"V6_STREAM_HEARTBEAT_S={heartbeat_s:g} is not below V6_STREAM_DEAD_AFTER_S="
-            f"{dead_after.total_seconds():g}: the liveness check would fail between two "
-            "heartbeats of a healthy stream. Lower the first or raise the second."
+            f"{dead_after.total_seconds():g}, so the liveness check would fail between two "
+            "heartbeats of a healthy stream: lower the first or raise the second",
         )
     return StreamSettings(
-        host=ib.host,
-        port=ib.port,
+        host=host,
+        port=port,
         client_id=client_id,
-        timeout_s=ib.timeout(),
-        lake_dir=lake.lake_dir,
-        default_account=lake.default_account or None,
+        timeout_s=timeout_s,
+        lake_dir=lake_dir,
+        default_account=default_account,
         flush_s=seconds(os.environ, FLUSH_S),
         heartbeat_s=heartbeat_s,
     )
 
 
 def stream_client_id(environ: Mapping[str, str]) -> int:
-    variable, raw = _raw(environ, CLIENT_ID)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{variable}={raw!r} is not a whole number") from None
-    if not 0 <= value < 2**31:
-        raise ValueError(f"{variable}={value} must be between 0 and 2^31-1")
-    return value
+    """`V6_STREAM_CLIENT_ID` from `environ` (unset or empty: the default)."""
+    return CLIENT_ID.read(environ)
 
 
 def stream_dead_after(environ: Mapping[str, str]) -> timedelta | None:
@@ -96,27 +106,11 @@ def stream_dead_after(environ: Mapping[str, str]) -> timedelta | None:
 
     Unset means the default; set to an empty string (or blanks) means off.
     """
-    raw = environ.get(DEAD_AFTER_S[0])
-    if raw is not None and not raw.strip():
-        return None
-    return timedelta(seconds=seconds(environ, DEAD_AFTER_S))
+    value = DEAD_AFTER_S.read(environ)
+    return None if value is None else timedelta(seconds=value)
 
 
-def seconds(environ: Mapping[str, str], setting: tuple[str, str]) -> float:
-    """A positive, finite number of seconds (at most a day) from `environ`, or the default."""
-    variable, raw = _raw(environ, setting)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{variable}={raw!r} is not a number of seconds") from None
-    if not (math.isfinite(value) and 0 < value <= _MAX_SECONDS):
-        raise ValueError(
-            f"{variable}={raw!r} must be a number of seconds above 0 and at most a day"
-        )
-    return value
-
-
-def _raw(environ: Mapping[str, str], setting: tuple[str, str]) -> tuple[str, str]:
-    """(variable, its text or the default's)."""
-    variable, default = setting
-    return variable, environ.get(variable, "").strip() or default
+def seconds(environ: Mapping[str, str], setting: Setting[float]) -> float:
+    """`setting`'s seconds from `environ` (unset or empty: the default): positive, finite,
+    at most its bound (a day for the stream's own)."""
+    return setting.read(environ)

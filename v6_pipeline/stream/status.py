@@ -3,6 +3,9 @@
 One row per heartbeat, appended (a small commit every `V6_STREAM_HEARTBEAT_S`; the
 daily maintenance compacts them). Keeping the history, not only the newest row, lets a
 check judge a past window by the heartbeats up to its `as_of`, as a backfill must.
+
+Columns added since the first version (the backlog and the dead letters) are nullable
+and added to an older table on its next append; read back, an older row has them null.
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ STREAM_STATUS = pa.schema(
         pa.field("started_at", UTC_US, nullable=False),
         pa.field("hostname", pa.string(), nullable=False),
         pa.field("pid", pa.int64(), nullable=False),
+        # Whether changes reach Delta, not only whether the process runs:
+        pa.field("oldest_pending_at", UTC_US),  # the oldest row waiting for its commit
+        pa.field("dead_letters", pa.int64()),  # messages set aside since `started_at`
+        pa.field("last_dead_letter_at", UTC_US),
+        # A change was set aside then, and no complete snapshot has been written since
+        pa.field("unrepaired_since", UTC_US),
     ]
 )
 STATUS_COLUMNS: pl.Schema = polars_schema(STREAM_STATUS)
@@ -63,6 +72,10 @@ class StreamStatus:
     started_at: datetime
     hostname: str
     pid: int
+    oldest_pending_at: datetime | None = None
+    dead_letters: int = 0
+    last_dead_letter_at: datetime | None = None
+    unrepaired_since: datetime | None = None
 
 
 def status_uri(lake_dir: str | os.PathLike[str]) -> str:
@@ -76,7 +89,8 @@ def write_status(lake_dir: str | os.PathLike[str], status: StreamStatus) -> None
     options = storage_options(uri)
     with reported(os.fspath(lake_dir)):
         if DeltaTable.is_deltatable(uri, storage_options=options):
-            write_deltalake(uri, row, mode="append", storage_options=options)
+            # "merge": a table of an older version gains the newer columns
+            write_deltalake(uri, row, mode="append", schema_mode="merge", storage_options=options)
         else:
             write_deltalake(
                 uri, row, mode="append", configuration=PROPERTIES, storage_options=options
@@ -102,4 +116,12 @@ def read_stream_status(
             rows = rows.filter(at >= since)
         if until is not None:
             rows = rows.filter(at <= until)
-        return rows.select(STATUS_COLUMNS.names()).sort("heartbeat_at").collect()
+        stored = rows.collect_schema().names()
+        return (
+            rows.select(
+                pl.col(name) if name in stored else pl.lit(None, dtype).alias(name)
+                for name, dtype in STATUS_COLUMNS.items()
+            )
+            .sort("heartbeat_at")
+            .collect()
+        )

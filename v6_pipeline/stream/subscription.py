@@ -46,10 +46,15 @@ class Ended:
 
     reason: str
     at_once: bool
+    code: int | None = None  # the gateway's error code that ended it, if one did
 
 
 class SubscribeError(Exception):
     """The subscription could not be opened (or ended before its first `positionEnd`)."""
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class Subscription:
@@ -155,6 +160,7 @@ class Subscription:
                     f"client id {self.client_id} is in use by another API connection (error "
                     f"{code}); if this lasts, set V6_STREAM_CLIENT_ID to an id no one uses",
                     False,
+                    code,
                 )
             )
 
@@ -180,5 +186,6 @@ class Subscription:
             return task.result()
         task.cancel()
         if self.ended.done():
-            raise SubscribeError(self.ended.result().reason)
+            ended = self.ended.result()
+            raise SubscribeError(ended.reason, ended.code)
         raise TimeoutError

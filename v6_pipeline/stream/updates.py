@@ -22,6 +22,9 @@ COLUMNS: pl.Schema = polars_schema(POSITION_UPDATES)
 
 Key = tuple[str, int]  # (account, conid)
 
+# What the int64 `conid` column holds (ib_async parses a conid of any size).
+CONID_MIN, CONID_MAX = -(2**63), 2**63 - 1
+
 
 class Contract(NamedTuple):
     """What a conid stands for, as far as a position message says."""
@@ -110,6 +113,24 @@ def update(
         finite_cost,
         timestamp,
     )
+
+
+def unstorable(row: PositionUpdate) -> str | None:
+    """Why `row` cannot be a `position_updates` row (None: it can). Pure and cheap: the
+    writer asks it of every row, so one bad row is set aside instead of failing its batch."""
+    if isinstance(row.conid, bool) or not isinstance(row.conid, int):
+        return f"the conid {row.conid!r} is not an integer"
+    if not CONID_MIN <= row.conid <= CONID_MAX:
+        return f"the conid {row.conid} is beyond the 64-bit range of position_updates' conid"
+    if not isinstance(row.account, str) or not row.account.strip():
+        return "the account is empty"
+    if not isinstance(row.symbol, str) or not row.symbol.strip():
+        return "the symbol is empty"
+    if not isinstance(row.position, int | float) or not math.isfinite(row.position):
+        return f"the quantity {row.position!r} is not a finite number"
+    if not isinstance(row.timestamp, datetime) or row.timestamp.tzinfo is None:
+        return f"the timestamp {row.timestamp!r} is not a timezone-aware time"
+    return None
 
 
 def from_frame(frame: pl.DataFrame, *, timestamp: datetime | None = None) -> list[PositionUpdate]:

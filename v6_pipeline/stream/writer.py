@@ -8,6 +8,11 @@ on (account, conid, timestamp)). Past `max_pending` waiting rows the writer give
 (`failed`), and at once on a failure no retry can mend (a table of an older schema): the
 process must then exit non-zero, and the snapshot of the next start repairs what was
 never written.
+
+A row the table cannot store (a conid beyond int64, say) would fail its batch on every
+retry and hold back every row behind it. So each batch is screened first: such a row is
+set aside (`on_set_aside`, which records it as a dead letter) when the rest of its batch
+lands, and never retried.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from v6_pipeline.lake.errors import BadRowsError, LakeSchemaError
-from v6_pipeline.stream.updates import PositionUpdate, to_frame
+from v6_pipeline.stream.updates import PositionUpdate, to_frame, unstorable
 from v6_pipeline.stream.waits import Backoff, wait_at_most
 
 log = logging.getLogger(__name__)
@@ -30,6 +35,8 @@ BATCH_ROWS = 5_000
 MAX_PENDING = 200_000
 
 Committed = Callable[[Sequence[PositionUpdate], datetime], None]
+# Rows set aside, each with why the table cannot store it.
+SetAside = Callable[[Sequence[tuple[PositionUpdate, str]]], None]
 # Failures the same rows would meet again: retrying cannot help.
 _FATAL = (LakeSchemaError, BadRowsError)
 
@@ -55,12 +62,14 @@ class BatchWriter:
         batch_rows: int = BATCH_ROWS,
         max_pending: int = MAX_PENDING,
         on_commit: Committed | None = None,
+        on_set_aside: SetAside | None = None,
     ) -> None:
         self._write = write
         self._flush_s = flush_s
         self._batch_rows = batch_rows
         self._max_pending = max_pending
         self._on_commit = on_commit
+        self._on_set_aside = on_set_aside
         self._pending: list[PositionUpdate] = []
         self._urgent = False
         self._closing = False
@@ -71,6 +80,11 @@ class BatchWriter:
         self.failed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
         self.rows_written = 0
         self.batches = 0
+        self.set_aside = 0
+        # Rows ever queued, and ever done with (committed or set aside): rows are done
+        # with in the order queued, so `done >= n` means the first n rows are.
+        self.queued = 0
+        self.done = 0
         self.last_write_at: datetime | None = None
         self.last_error: str | None = None
 
@@ -78,6 +92,11 @@ class BatchWriter:
     def pending(self) -> list[PositionUpdate]:
         """The rows not committed yet, oldest first (a write in flight included)."""
         return list(self._pending)
+
+    @property
+    def oldest_pending_at(self) -> datetime | None:
+        """The time of the row that has waited longest for its commit (None: none waits)."""
+        return self._pending[0].timestamp if self._pending else None
 
     def add(self, rows: Sequence[PositionUpdate], *, at_once: bool = False) -> None:
         if not rows:
@@ -87,6 +106,7 @@ class BatchWriter:
                 self.failed.set_result(BacklogFullError(len(self._pending), self.last_error))
             return
         self._pending.extend(rows)
+        self.queued += len(rows)
         self._urgent = self._urgent or at_once
         self._wake.set()
 
@@ -150,23 +170,69 @@ class BatchWriter:
 
     async def _commit(self) -> None:
         batch = self._pending[: self._batch_rows]
+        frame, written, refused = _screened(batch)
         started = asyncio.get_running_loop().time()
-        await asyncio.to_thread(self._write, to_frame(batch))
+        if written:
+            await asyncio.to_thread(self._write, frame)
         committed_at = datetime.now(UTC)
         del self._pending[: len(batch)]  # rows added meanwhile stay queued
         self._urgent = self._urgent and bool(self._pending)
-        self.rows_written += len(batch)
+        self.done += len(batch)
+        if refused:
+            self._set_aside(refused)
+        if not written:
+            return
+        self.rows_written += len(written)
         self.batches += 1
         self.last_write_at = committed_at
-        lags = [(committed_at - row.timestamp).total_seconds() for row in batch]
+        lags = [(committed_at - row.timestamp).total_seconds() for row in written]
         log.info(
             "wrote %d row(s) for %d key(s) to position_updates in one commit (%.2f s); "
             "event-to-commit lag median %.2f s, max %.2f s",
-            len(batch),
-            len({row.key for row in batch}),
+            len(written),
+            len({row.key for row in written}),
             asyncio.get_running_loop().time() - started,
             statistics.median(lags),
             max(lags),
         )
         if self._on_commit is not None:
-            self._on_commit(batch, committed_at)
+            self._on_commit(written, committed_at)
+
+    def _set_aside(self, refused: list[tuple[PositionUpdate, str]]) -> None:
+        self.set_aside += len(refused)
+        for row, reason in refused:
+            log.warning(
+                "set aside a row position_updates cannot store (%s), never retried; raw fields: %s",
+                reason,
+                row.raw(),
+            )
+        if self._on_set_aside is not None:
+            self._on_set_aside(refused)
+
+
+def _screened(
+    batch: list[PositionUpdate],
+) -> tuple[pl.DataFrame, list[PositionUpdate], list[tuple[PositionUpdate, str]]]:
+    """(the frame to write, its rows, the rows the table cannot store with why). Pure: what
+    only the data decides is settled before the lake is touched, so no retry meets it."""
+    written: list[PositionUpdate] = []
+    refused: list[tuple[PositionUpdate, str]] = []
+    for row in batch:
+        reason = unstorable(row)
+        if reason is None:
+            written.append(row)
+        else:
+            refused.append((row, reason))
+    try:
+        return to_frame(written), written, refused
+    except Exception:  # a value no check above foresaw: find the rows it is in, one by one
+        pass
+    kept: list[PositionUpdate] = []
+    for row in written:
+        try:
+            to_frame([row])
+        except Exception as exc:
+            refused.append((row, f"it cannot be made a row: {str(exc).splitlines()[0]}"))
+        else:
+            kept.append(row)
+    return to_frame(kept), kept, refused

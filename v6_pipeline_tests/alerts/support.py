@@ -5,6 +5,7 @@ local HTTP server that receives Apprise's JSON webhook."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -168,3 +169,45 @@ def webhook(port: int = 0, *, hook: Webhook | None = None) -> Iterator[Webhook]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextmanager
+def trickle(every_s: float = 2.0) -> Iterator[int]:
+    """A server on 127.0.0.1 that answers every request one byte every `every_s`, until
+    the block ends: a per-read timeout never fires on it. Yields its port; its threads
+    are named `trickle-*`."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    handlers: list[threading.Thread] = []
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not stop.wait(every_s):
+                    conn.sendall(b"X")
+            except OSError:
+                pass  # the client went away
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            handler = threading.Thread(target=drip, args=(conn,), name="trickle-conn")
+            handlers.append(handler)
+            handler.start()
+
+    acceptor = threading.Thread(target=accept, name="trickle-accept")
+    acceptor.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        acceptor.join()
+        for handler in handlers:
+            handler.join()
+        listener.close()

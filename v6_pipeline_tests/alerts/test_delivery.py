@@ -6,23 +6,29 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from v6_pipeline.alerts import delivery
 from v6_pipeline.alerts.delivery import (
-    MAX_PENDING,
+    MAX_PENDING_PER_SINK,
     Courier,
     Outbox,
     parse_urls,
     ping,
     redact,
 )
-from v6_pipeline_tests.alerts.support import T0, WINDOW, naked_envelope, webhook
+from v6_pipeline_tests.alerts.support import T0, WINDOW, naked_envelope, trickle, webhook
 
 DAY = timedelta(days=1)
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -103,7 +109,8 @@ def test_a_sink_that_never_answers_does_not_hold_up_another() -> None:
         blackhole.listen(8)
         silent = f"json://127.0.0.1:{blackhole.getsockname()[1]}/hook"
         with webhook() as up:
-            courier = Courier([silent, up.apprise_url], give_up_after=DAY, tick_budget_s=2)
+            # The budget covers the delivery process's start (~1 s on a loaded machine).
+            courier = Courier([silent, up.apprise_url], give_up_after=DAY, tick_budget_s=5)
             started = time.monotonic()
             outbox, outcomes = courier.post(Outbox(), [naked_envelope()], now=T0)
             took = time.monotonic() - started
@@ -160,10 +167,125 @@ def test_the_outbox_is_bounded(closed_port: int) -> None:
     courier = Courier(
         [f"json://127.0.0.1:{closed_port}/hook"], give_up_after=DAY, attempts_per_tick=1
     )
-    envelopes = [naked_envelope(T0 + n * WINDOW, conid=n) for n in range(MAX_PENDING + 3)]
+    envelopes = [naked_envelope(T0 + n * WINDOW, conid=n) for n in range(MAX_PENDING_PER_SINK + 3)]
     outbox, outcomes = courier.post(Outbox(), envelopes, now=T0 + DAY / 2)
-    assert len(outbox.pending) == MAX_PENDING
+    assert len(outbox.pending) == MAX_PENDING_PER_SINK
     assert [o.status for o in outcomes].count("lost") == 3
+
+
+def test_a_busy_tick_to_healthy_sinks_loses_no_alert() -> None:
+    envelopes = [naked_envelope(T0 + n * WINDOW, conid=n) for n in range(9)]
+    with webhook() as a, webhook() as b, webhook() as c:
+        courier = Courier([h.apprise_url for h in (a, b, c)], give_up_after=DAY)
+        outbox, outcomes = courier.post(Outbox(), envelopes, now=T0 + DAY / 2)
+    statuses = [o.status for o in outcomes if o.url]
+    assert (statuses.count("delivered"), statuses.count("lost")) == (27, 0)
+    assert outbox.pending == ()
+    for hook in (a, b, c):  # every alert, in order, at every sink
+        assert [p["title"] for p in hook.received] == [e.message.title for e in envelopes]
+
+
+def test_a_dead_sink_keeps_a_bounded_outbox_and_costs_the_live_one_nothing(
+    closed_port: int,
+) -> None:
+    dead = f"json://127.0.0.1:{closed_port}/hook"
+    busy = MAX_PENDING_PER_SINK + 5
+
+    def envelopes(first: int) -> list:
+        return [naked_envelope(T0 + n * WINDOW, conid=n) for n in range(first, first + busy)]
+
+    with webhook() as up:
+        courier = Courier([dead, up.apprise_url], give_up_after=DAY, attempts_per_tick=1)
+        outbox, outcomes = courier.post(Outbox(), envelopes(0), now=T0 + DAY / 2)
+        assert len(up.received) == busy
+        lost = [o for o in outcomes if o.status == "lost"]
+        assert {o.url for o in lost} == {f"json://127.0.0.1:{closed_port}"}
+        assert len(lost) == busy - MAX_PENDING_PER_SINK
+        assert "per sink" in (lost[0].error or "")
+        assert len(outbox.pending) == MAX_PENDING_PER_SINK
+        # Another busy tick later: the dead sink's share stays bounded.
+        later = T0 + DAY / 2 + timedelta(hours=1)
+        outbox, outcomes = courier.post(outbox, envelopes(busy), now=later)
+        assert len(up.received) == 2 * busy
+        assert len(outbox.pending) == MAX_PENDING_PER_SINK
+
+
+def test_a_trickling_sink_is_cut_at_the_deadline_and_leaves_no_thread() -> None:
+    budget = 5.0
+    with trickle() as port, webhook() as up:
+        slow = f"json://127.0.0.1:{port}/hook"
+        courier = Courier([slow, up.apprise_url], give_up_after=DAY, tick_budget_s=budget)
+        before = set(threading.enumerate())
+        started = time.monotonic()
+        outbox, outcomes = courier.post(Outbox(), [naked_envelope()], now=T0)
+        took = time.monotonic() - started
+        left = [
+            t.name
+            for t in threading.enumerate()
+            if t not in before and not t.name.startswith("trickle")
+        ]
+    assert took < budget + 1.5, took  # a total deadline, not 2 s per byte forever
+    assert left == []
+    assert len(up.received) == 1  # the healthy sink did not wait
+    [failed] = [o for o in outcomes if o.status == "pending"]
+    assert failed.url == f"json://127.0.0.1:{port}"
+    assert f"no complete answer within the tick's delivery deadline ({budget:g} s)" in (
+        failed.error or ""
+    )
+    [pending] = outbox.pending
+    assert pending.tries == 1  # retried on a later tick, with backoff
+
+
+def test_a_process_that_sent_to_a_trickling_sink_can_exit() -> None:
+    script = (
+        "from datetime import timedelta\n"
+        "from v6_pipeline.alerts.delivery import Courier, Outbox\n"
+        "from v6_pipeline_tests.alerts.support import T0, naked_envelope\n"
+        "import sys\n"
+        "courier = Courier([sys.argv[1]], give_up_after=timedelta(days=1), tick_budget_s=2)\n"
+        "courier.post(Outbox(), [naked_envelope()], now=T0)\n"
+    )
+    with trickle() as port:
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", script, f"json://127.0.0.1:{port}/hook"],
+                cwd=REPO,
+                capture_output=True,
+                timeout=45,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("the process could not exit: a delivery thread outlived the tick")
+        took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert took < 30  # imports dominate; the delivery itself ends at its 2 s deadline
+
+
+def test_a_trickling_heartbeat_is_cut_at_its_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    answers: list[bool] = []
+    with trickle(every_s=0.5) as port:  # a byte well within any per-read timeout
+        before = set(threading.enumerate())
+        url = f"http://127.0.0.1:{port}/ping/abc"
+        # On a thread of the test's own, so that a ping that never ends fails the test.
+        caller = threading.Thread(
+            target=lambda: answers.append(ping(url, timeout_s=2)), name="trickle-test", daemon=True
+        )
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="v6_pipeline.alerts"):
+            caller.start()
+            caller.join(timeout=15)
+        took = time.monotonic() - started
+        assert not caller.is_alive(), "the ping never ended"
+        left = [
+            t.name
+            for t in threading.enumerate()
+            if t not in before and not t.name.startswith("trickle")
+        ]
+    assert answers == [False]
+    assert took < 2 + 1.5, took
+    assert left == []
+    [record] = caplog.records
+    assert "no complete answer within 2 s" in record.message
 
 
 def test_without_urls_alerts_are_logged_only(caplog: pytest.LogCaptureFixture) -> None:
@@ -217,3 +339,18 @@ def test_the_heartbeat_ping_is_a_get_and_a_failure_is_logged_not_raised(
     [record] = caplog.records
     assert record.message.startswith(f"heartbeat ping to http://127.0.0.1:{closed_port} failed")
     assert "secret-uuid" not in record.message
+
+
+def test_a_delivery_process_that_fails_is_a_failed_delivery_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(delivery, "SENDER", tmp_path / "missing.py")
+    with webhook() as hook:
+        courier = Courier([hook.apprise_url], give_up_after=DAY)
+        outbox, outcomes = courier.post(Outbox(), [naked_envelope()], now=T0)
+    assert hook.received == []
+    [failed] = [o for o in outcomes if o.url]
+    assert failed.status == "pending"
+    assert "the delivery process failed (exit status 2)" in (failed.error or "")
+    assert "missing.py" in (failed.error or "")
+    assert outbox.pending[0].tries == 1  # retried later, never silently kept

@@ -175,6 +175,17 @@ def test_a_backfill_of_old_windows_never_pages_and_says_so_once_per_run() -> Non
     assert any("failed (TornSnapshotError)" in n for n in d.notes)
 
 
+def test_a_state_not_fed_legs_does_not_count_a_backfills_discrepancies() -> None:
+    # The failure and silence sensors read no legs (alert_feed, legs=False): "0 naked"
+    # would be a verdict they never read.
+    d = Driver(PIPELINE)
+    d.tick(at(100), *(window(at(n), live=False, run_id="backfill-1") for n in range(3)))
+    [note] = [n for n in d.notes if "backfill run backfill-1" in n]
+    assert "judged 3 window(s)" in note
+    assert "naked" not in note
+    assert note.endswith("backfills never page")
+
+
 def test_a_clean_backfill_does_not_resolve_a_live_incident() -> None:
     d = Driver(NEVER_REMIND)
     d.tick(at(3), window(at(2), leg(1)))

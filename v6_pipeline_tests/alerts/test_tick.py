@@ -43,10 +43,16 @@ def test_five_windows_of_the_same_naked_leg_then_clear_post_twice(tmp_path: Path
             summaries.append(report.summary())
     assert [p["type"] for p in hook.received] == ["failure", "success"]
     assert AlertCursor.from_json(text).position == 105
-    assert summaries[0].startswith("alerted: open naked-2026-11-25-14:00 (1 leg(s) in window")
-    assert summaries[0].endswith("1 delivered, 0 pending, 0 lost")
-    assert summaries[1] == "no alert: nothing opened, changed or cleared"
-    assert summaries[5].startswith("alerted: resolved naked-2026-11-25-14:00")
+    assert summaries[0] == (
+        "alerted: open naked-2026-11-25-14:00 (1 leg) → 1 sink delivered; 1 new observation(s)"
+    )
+    assert summaries[1] == (
+        "nothing new (1 incident(s) open: naked-2026-11-25-14:00); 1 new observation(s)"
+    )
+    assert summaries[5].startswith(
+        "alerted: resolved naked-2026-11-25-14:00 (window 2026-11-25-14:25 has none of its "
+        "legs) → 1 sink delivered"
+    )
     rows = alert_log.read(lake)
     assert sorted(zip(rows["kind"], rows["status"], strict=True)) == [
         ("open", "delivered"),

@@ -33,13 +33,19 @@ from v6_pipeline.defs.resources import (
     LakeResource,
     ReconciliationSettings,
 )
-from v6_pipeline.defs.sensors import ALERT_SENSORS, INTERVAL_S
+from v6_pipeline.defs.sensors import (
+    ALERT_SENSORS,
+    DISCREPANCY,
+    INTERVAL_S,
+    discrepancy_alert_sensor,
+)
 from v6_pipeline.demo.book import demo_position_updates
+from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.lake import Lake
 from v6_pipeline.run.instance import open_instance, prepare_home
 from v6_pipeline.run.runner import EXIT_FAILED, run_windows
 from v6_pipeline_tests.alerts.support import webhook
-from v6_pipeline_tests.support import free_port
+from v6_pipeline_tests.support import DEMO, free_port
 
 PAGE_WITHIN_S = 60.0  # the issue's promise: a failure is paged within a minute
 START_TIMEOUT_S = 90.0  # the daemon loads the code location, then ticks each sensor
@@ -189,3 +195,39 @@ def test_the_daemon_pages_a_failing_run_within_a_minute(tmp_path: Path) -> None:
     assert _alerted(said), said
     logged = alert_log.read(lake_dir)
     assert "delivered" in set(logged["status"]), logged
+
+
+@pytest.mark.timeout(240)
+def test_the_demo_tick_then_the_daemon_page_once(tmp_path: Path) -> None:
+    """`v6 demo --ui`: the demo ticks `discrepancy_alert_sensor` itself on the instance,
+    then the daemon starts on it and ticks the same sensor with a cursor of its own, then
+    is restarted: one page, one "open raised" row."""
+    home = prepare_home(tmp_path / "home")
+    lake_dir = tmp_path / "lake"
+    Lake(lake_dir).append_position_updates(demo_position_updates(datetime.now(UTC)))
+    with GatewayThread(DEMO) as gateway, webhook() as hook:
+        env = daemon_env(home, lake_dir, ib_port=gateway.port, alert_url=hook.apprise_url)
+        defs = local_defs(env)
+        with open_instance(home) as instance:
+            key = window_key(last_closed_window(datetime.now(UTC)))
+            run_windows(defs, key, instance=instance)  # the demo's run: a naked leg
+            context = dg.build_sensor_context(instance=instance, resources=defs.resources)
+            said = discrepancy_alert_sensor.evaluate_tick(context).skip_message or ""
+            assert said.startswith("alerted: open naked-"), said
+            assert len(hook.received) == 1
+            for n in range(2):  # the daemon, then the daemon restarted
+                log_path = tmp_path / f"daemon{n}.log"
+                with running_daemon(env, log_path) as proc:
+                    wait_for_first_ticks(instance, proc, log_path)
+                    ticks = sensor_ticks(instance, DISCREPANCY)
+                    seen = len(ticks)
+                    deadline = time.monotonic() + 60
+                    while len(ticks) < seen + 2 and time.monotonic() < deadline:
+                        time.sleep(1)  # two more of its ticks, after its first
+                        ticks = sensor_ticks(instance, DISCREPANCY)
+                    said = [t.skip_reason or "" for t in ticks if t.status == TickStatus.SKIPPED]
+                    assert said
+                    assert all(s.startswith("nothing new (1 incident(s) open") for s in said), said
+    assert len(hook.received) == 1, [body["title"] for body in hook.received]
+    rows = alert_log.read(lake_dir)
+    assert rows.filter(rows["status"] == "raised")["kind"].to_list() == ["open"]

@@ -86,8 +86,10 @@ class TestSchedule:
     def test_targets_the_window_that_just_closed(self) -> None:
         now = datetime.now(UTC)
         tick = last_closed_window(now) + WINDOW + timedelta(seconds=3)
-        with dg.instance_for_test() as instance:
-            context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        with (
+            dg.instance_for_test() as instance,
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=tick) as context,
+        ):
             request = reconciliation_schedule(context)
         assert isinstance(request, dg.RunRequest)
         assert request.partition_key == window_key(last_closed_window(tick))
@@ -97,10 +99,10 @@ class TestSchedule:
         job = defs.resolve_job_def("reconciliation_job")
         with dg.instance_for_test() as instance:
             instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED)
-            context = dg.build_schedule_context(
+            with dg.build_schedule_context(
                 instance=instance, scheduled_execution_time=datetime.now(UTC)
-            )
-            result = reconciliation_schedule(context)
+            ) as context:
+                result = reconciliation_schedule(context)
         assert isinstance(result, dg.SkipReason)
         assert "still in flight" in result.skip_message
 
@@ -110,19 +112,19 @@ class TestSchedule:
             instance.create_run_for_job(
                 job, status=dg.DagsterRunStatus.STARTED, tags={"dagster/backfill": "abc"}
             )
-            context = dg.build_schedule_context(
+            with dg.build_schedule_context(
                 instance=instance, scheduled_execution_time=datetime.now(UTC)
-            )
-            assert isinstance(reconciliation_schedule(context), dg.RunRequest)
+            ) as context:
+                assert isinstance(reconciliation_schedule(context), dg.RunRequest)
 
     def test_a_finished_run_does_not_block(self) -> None:
         job = defs.resolve_job_def("reconciliation_job")
         with dg.instance_for_test() as instance:
             instance.create_run_for_job(job, status=dg.DagsterRunStatus.FAILURE)
-            context = dg.build_schedule_context(
+            with dg.build_schedule_context(
                 instance=instance, scheduled_execution_time=datetime.now(UTC)
-            )
-            assert isinstance(reconciliation_schedule(context), dg.RunRequest)
+            ) as context:
+                assert isinstance(reconciliation_schedule(context), dg.RunRequest)
 
 
 class TestPartitions:
@@ -206,7 +208,8 @@ class TestSettings:
     def test_a_large_tolerance_needs_the_override(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("V6_ABS_TOL", "2")
         monkeypatch.setenv("V6_ALLOW_LARGE_TOL", "1")
-        assert load_defs().resources["settings"].process_config_and_initialize().tolerance() == 2
+        with load_defs().resources["settings"].process_config_and_initialize_cm() as settings:
+            assert settings.tolerance() == 2
 
     def test_an_empty_setting_that_means_off_is_off(self) -> None:
         resources = resources_from_env({"V6_ALERT_REMIND_S": "", "V6_STREAM_DEAD_AFTER_S": " "})

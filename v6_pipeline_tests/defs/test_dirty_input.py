@@ -93,6 +93,7 @@ def test_an_account_in_v6_accounts_the_gateway_does_not_manage_fails_naming_both
     assert outcome.naked_check_passed is not True
     assert "V6_ACCOUNTS names DU333, which the gateway does not manage" in outcome.failure
     assert "the gateway manages DU111, DU222" in outcome.failure
+    assert "Error" not in outcome.failure  # a sentence, not an exception's name
     assert outcome.discrepancies.is_empty()
 
 

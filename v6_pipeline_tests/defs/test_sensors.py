@@ -3,6 +3,7 @@ and Delta tables, ticks with the cursor carried, alerts received by a real HTTP 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from v6_pipeline.alerts.ledger import Ledger
 from v6_pipeline.defs.partitions import window_key, window_start
 from v6_pipeline.defs.resources import AlertsResource, IBGatewayResource
 from v6_pipeline.defs.sensors import (
@@ -47,6 +49,11 @@ class Sensor:
         self.cursor = data.cursor
         self.said.append(data.skip_message or "")
         return self.said[-1]
+
+    @property
+    def shared(self) -> str | None:
+        """The alert state every evaluator of this sensor shares (its ledger's text)."""
+        return Ledger(self.instance, self.sensor.name).read()
 
 
 def alerting(pipeline: Pipeline, hook: Webhook, **settings: str) -> dg.Definitions:
@@ -99,8 +106,14 @@ def test_a_naked_set_pages_once_then_on_change_then_resolved(
     sensor.tick()
     assert len(hook.received) == 3, titles(hook)
     assert "RESOLVED" in titles(hook)[2].upper()
-    assert "alerted" in sensor.said[-1]
-    assert "no alert" in sensor.said[-2] or "alerted" in sensor.said[-2]
+    assert sensor.said[-1].startswith("alerted: resolved naked-"), sensor.said[-1]
+    assert " has none of its legs) → 1 sink delivered" in sensor.said[-1]
+    assert sensor.said[-2].startswith("alerted: changed naked-"), sensor.said[-2]
+    assert "(2 legs) → 1 sink delivered" in sensor.said[-2]
+    assert sensor.said[2].startswith("nothing new (1 incident(s) open: naked-"), sensor.said[2]
+    assert sensor.said[1].startswith("alerted: open naked-"), sensor.said[1]
+    assert "(1 leg) → 1 sink delivered" in sensor.said[1]
+    assert sensor.said[0] == "nothing new (no incident open)"
 
 
 def test_a_backfill_of_old_windows_never_pages(pipeline: Pipeline, hook: Webhook) -> None:
@@ -116,6 +129,7 @@ def test_a_backfill_of_old_windows_never_pages(pipeline: Pipeline, hook: Webhook
     said = sensor.tick()
     assert "4 new observation(s)" in said  # three windows and the run
     assert "backfills never page" in said
+    assert said.startswith("nothing new (no incident open); backfill run "), said
     assert hook.received == []
 
 
@@ -131,6 +145,11 @@ def test_failing_runs_page_once_per_cause_and_resolve(pipeline: Pipeline, hook: 
         sensor.tick()
     assert len(hook.received) == 1, titles(hook)
     assert "Cannot reach IB Gateway/TWS at 127.0.0.1:1" in hook.received[0]["message"]
+    assert re.match(
+        r"alerted: open pipeline-\w+ \(\w+; 1 failed run\(s\)\) → 1 sink delivered",
+        sensor.said[1],
+    ), sensor.said[1]
+    assert sensor.said[2].startswith("nothing new (1 incident(s) open: pipeline-")
     assert "6" in hook.received[0]["message"]  # how many runs failed, or it said it later
     run_windows(defs, key, instance=pipeline.instance)  # fails on the naked check only
     sensor.tick()
@@ -184,6 +203,11 @@ def test_an_open_incident_is_reminded_after_the_interval(pipeline: Pipeline, hoo
     sensor.tick()
     assert len(hook.received) == 2, titles(hook)
     assert "remind" in (titles(hook)[1] + hook.received[1]["message"]).lower()
+    assert re.fullmatch(
+        r"nothing new \(1 incident\(s\) open: naked-\S+, next reminder \d\d:\d\d UTC\)",
+        sensor.said[2],
+    ), sensor.said[2]
+    assert re.match(r"alerted: reminder naked-\S+ \(1 leg\) → 1 sink delivered", sensor.said[3])
 
 
 def test_silence_pages_when_nothing_is_judged(pipeline: Pipeline, hook: Webhook) -> None:
@@ -196,6 +220,23 @@ def test_silence_pages_when_nothing_is_judged(pipeline: Pipeline, hook: Webhook)
     assert len(hook.received) == 1, titles(hook)
     assert "has not judged a window" in hook.received[0]["message"]
     assert ("GET", "/ping/abc") in hook.requests  # the dead-man's switch
+    assert re.fullmatch(
+        r"alerted: open silence-\S+ \(no window judged for 0 min\) → 1 sink delivered; "
+        r"heartbeat pinged",
+        sensor.said[-1],
+    ), sensor.said[-1]
+
+
+def test_without_a_sink_a_tick_says_where_the_alert_went(pipeline: Pipeline) -> None:
+    defs = pipeline.with_resources(alerts=AlertsResource())
+    sensor = Sensor(discrepancy_alert_sensor, defs, pipeline.instance)
+    run_windows(defs, pipeline.newest_key(), instance=pipeline.instance)
+    said = sensor.tick()
+    assert re.fullmatch(
+        r"alerted: open naked-\S+ \(1 leg\) → no sink set \(V6_ALERT_URLS\): log and "
+        r"alert_log only; \d new observation\(s\)",
+        said,
+    ), said
 
 
 def test_every_alert_is_in_alert_log(pipeline: Pipeline, hook: Webhook) -> None:

@@ -12,7 +12,6 @@ import logging
 import re
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,10 +20,10 @@ from v6_pipeline.ib.errors import ConnectivityLostError, GatewayUnreachableError
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.ib.gateway.faults import FaultError, parse_fault
 from v6_pipeline.ib.snapshot import IBSnapshot, take_snapshot
+from v6_pipeline_tests.manual import section
 from v6_pipeline_tests.support import DEMO
 
 CLIENT_ID = 606
-README = Path(__file__).parents[2] / "README.md"
 
 
 @pytest.fixture
@@ -72,9 +71,9 @@ def test_the_fault_takes_only_a_code_of_the_table() -> None:
             parse_fault(bad)
 
 
-def test_the_readme_table_says_what_the_code_does() -> None:
-    section = README.read_text().split("### IB's connectivity codes", 1)[1].split("\n#", 1)[0]
-    rows = dict(re.findall(r"^\| (\d+) \| [^|]+ \| (fails|notice) ", section, re.MULTILINE))
+def test_the_documented_table_says_what_the_code_does() -> None:
+    table = section("IB's connectivity codes")  # docs/gateway.md
+    rows = dict(re.findall(r"^\| (\d+) \| [^|]+ \| (fails|notice) ", table, re.MULTILINE))
     assert rows == {str(c): "fails" if k.fails else "notice" for c, k in CONNECTIVITY.items()}
 
 

@@ -180,3 +180,16 @@ async def test_nonfinite_avg_cost_reaches_ib_async_as_nan(
 
     assert math.isnan(costs[0])
     assert costs[1:] == [p.avg_cost for p in SAMPLE.positions[1:]]
+
+
+async def test_a_huge_conid_reaches_ib_async_as_a_python_int(
+    gateway: Gateway, connect: Connect
+) -> None:
+    ib = await connect()
+    gateway.set_faults(["huge-conid"])
+
+    conids = [p.contract.conId for p in await ib.reqPositionsAsync()]
+
+    # ib_async takes any integer: the snapshot must refuse what int64 cannot hold
+    assert conids[0] == 2**64
+    assert conids[1:] == [p.conid for p in SAMPLE.positions[1:]]

@@ -12,9 +12,11 @@ from ib_async import IB
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.gateway import Fault, Gateway, Portfolio, parse_fault
 from v6_pipeline.ib.gateway.answers import (
+    HUGE_CONID,
     MALFORMED_QUANTITY,
     NAN,
     UNKNOWN_ACCOUNT,
+    huge_conid_position,
     notices,
     position_updates,
 )
@@ -53,6 +55,20 @@ def test_a_push_without_faults_is_one_frame_per_change() -> None:
         (
             "nonfinite-avg-cost",
             [protocol.position(CHANGES[0], avg_cost=NAN), protocol.position(CHANGES[1])],
+        ),
+        (
+            "huge-conid",
+            [
+                protocol.position(dataclasses.replace(CHANGES[0], conid=HUGE_CONID)),
+                protocol.position(CHANGES[1]),
+            ],
+        ),
+        (
+            "huge-conid-push",
+            [
+                *(protocol.position(p) for p in CHANGES),
+                protocol.position(huge_conid_position(CHANGES[0].account)),
+            ],
         ),
         ("delay:5", [protocol.position(p) for p in CHANGES]),  # answers only
         ("duplicate-positions", [protocol.position(p) for p in CHANGES]),  # answers only

@@ -24,6 +24,7 @@ from v6_pipeline.ib.errors import (
     GatewayUnreachableError,
     HandshakeTimeoutError,
     IBSnapshotError,
+    MalformedContractError,
     MalformedPositionError,
     NonFinitePositionError,
     SnapshotTimeoutError,
@@ -159,6 +160,17 @@ FAULTS: dict[str, tuple[type[IBSnapshotError], tuple[str, ...]]] = {
         NonFinitePositionError,
         ("2 position(s)", "not a finite number", f"account {FIRST.account}, conid {FIRST.conid}"),
     ),
+    # issue #20: a conid beyond int64 was a bare "TypeError: unexpected value while
+    # building Series of type Int64"
+    "huge-conid": (
+        MalformedContractError,
+        (
+            "1 position(s) whose conid cannot be used",
+            f"account {FIRST.account}, SPY 20270115 600 C (OPT): conid {2**64}",
+            "beyond the 64-bit range",
+            "the gateway's log and version",
+        ),
+    ),
 }
 
 
@@ -193,6 +205,27 @@ def test_transient_failures_are_retried(gw: GatewayThread) -> None:
     with pytest.raises(GatewayDisconnectedError):
         snapshot(gw, max_attempts=3, backoff_s=0.05)
     assert len(gw.snapshots) - before == 3
+
+
+def test_a_huge_conid_is_not_retried_and_never_a_verdict(gw: GatewayThread) -> None:
+    gw.set_faults(["huge-conid"])
+    started = time.monotonic()
+    with pytest.raises(MalformedContractError) as raised:
+        snapshot(gw, timeout_s=10)
+    assert time.monotonic() - started < 5.0  # the same contract comes back on every ask
+    assert not raised.value.transient
+    assert (raised.value.account, raised.value.field) == (FIRST.account, "conid")
+    assert not isinstance(raised.value.__context__, TypeError)  # a sentence, not a traceback
+
+
+def test_client_id_in_use_names_the_setting_that_chose_the_id(gw: GatewayThread) -> None:
+    gw.set_faults(["client-id-in-use"])
+    with pytest.raises(ClientIdInUseError) as raised:
+        take_snapshot(
+            gw.host, gw.port, 607, timeout_s=TIMEOUT_S, client_id_setting="V6_STREAM_CLIENT_ID"
+        )
+    assert "Set V6_STREAM_CLIENT_ID to an id" in str(raised.value)
+    assert "V6_IB_CLIENT_ID" not in str(raised.value)
 
 
 def test_client_id_in_use_is_not_retried(gw: GatewayThread) -> None:

@@ -1,7 +1,7 @@
 """deploy/: the instance configs are valid Dagster config and agree with the embedded one;
 docker-compose.yaml, the run launcher and the Helm values describe the standard topology,
 forward every setting the code location and the lake read, and every variable they name is
-documented in README.md's settings tables. (No Docker engine or cluster runs here.)"""
+documented in a settings table of README.md or docs/. (No Docker engine or cluster runs here.)"""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from v6_pipeline.defs.partitions import START_ENV
 from v6_pipeline.defs.resources import RESOURCES
 from v6_pipeline.defs.retention import RunRetentionResource
 from v6_pipeline.lake.storage import SETTINGS as STORAGE_SETTINGS
+from v6_pipeline_tests.manual import table_rows
 from v6_pipeline_tests.production.support import DEPLOY, REPO
 
 # The instance's own settings every run needs: its database, its event batching.
@@ -172,6 +173,6 @@ def test_every_variable_the_deploy_files_name_is_documented(
     named |= set(re.findall(r"env: ([A-Z0-9_]+)", (DEPLOY / "dagster.yaml").read_text()))
     named |= set(launcher["config"]["env_vars"])
     named |= set(helm["dagster-user-deployments"]["deployments"][0]["env"])
-    rows = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("|")]
+    rows = table_rows()  # README.md and docs/*.md
     documented = {name for name in named if any(f"`{name}`" in row for row in rows)}
-    assert named - documented == set(), "add these to a settings table in README.md"
+    assert named - documented == set(), "add these to a settings table in README.md or docs/"

@@ -61,8 +61,10 @@ def test_the_schedule_requests_the_closed_window_and_skips_while_one_is_in_fligh
     pipeline: Pipeline,
 ) -> None:
     now = datetime.now(UTC)
-    context = dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=now)
-    request = reconciliation_schedule(context)
+    with dg.build_schedule_context(
+        instance=pipeline.instance, scheduled_execution_time=now
+    ) as context:
+        request = reconciliation_schedule(context)
     assert isinstance(request, dg.RunRequest)
     key = window_key(last_closed_window(now))
     assert request.partition_key == key
@@ -77,9 +79,10 @@ def test_the_schedule_requests_the_closed_window_and_skips_while_one_is_in_fligh
             tags={"dagster/partition": key},
         )
     )
-    skipped = reconciliation_schedule(
-        dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=now)
-    )
+    with dg.build_schedule_context(
+        instance=pipeline.instance, scheduled_execution_time=now
+    ) as context:
+        skipped = reconciliation_schedule(context)
     assert isinstance(skipped, dg.SkipReason)
     assert "still in flight" in (skipped.skip_message or "")
 

@@ -107,7 +107,8 @@ def test_settings_come_from_the_environment_and_are_checked_at_load(
     monkeypatch.setenv("V6_FAILED_RUN_RETENTION_DAYS", "90")
     retention = RunRetentionResource.from_env()
     check_settings({"retention": retention})
-    assert retention.process_config_and_initialize().policy() == RetentionPolicy(7, 90)
+    with retention.process_config_and_initialize_cm() as initialized:
+        assert initialized.policy() == RetentionPolicy(7, 90)
     monkeypatch.setenv("V6_FAILED_RUN_RETENTION_DAYS", "3")
     with pytest.raises(ValueError, match="V6_FAILED_RUN_RETENTION_DAYS='3' is shorter"):
         check_settings({"retention": RunRetentionResource.from_env()})

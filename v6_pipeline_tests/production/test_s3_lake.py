@@ -34,7 +34,7 @@ from v6_pipeline.lake.source import SEQ
 from v6_pipeline.lake.storage import storage_options
 from v6_pipeline.lake.windows import read_window, write_window
 from v6_pipeline.run.failures import step_failures
-from v6_pipeline.run.runner import EXIT_CRITICAL, run_windows
+from v6_pipeline.run.runner import EXIT_CRITICAL, resolve_job, run_windows
 from v6_pipeline.stream.status import read_stream_status, write_status
 from v6_pipeline_tests.alerts.support import T0, naked_envelope
 from v6_pipeline_tests.defs.support import Pipeline
@@ -293,7 +293,8 @@ def test_a_wrong_s3_setting_fails_the_run_in_a_sentence_and_touches_nothing(
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
     else:
         lake = Lake(lake.lake_dir.replace(bucket, f"{bucket}-typo"))
-    job = _pipeline(demo_gateway, lake, sqlite_instance).defs.resolve_job_def("reconciliation_job")
+    # Loaded against this test's instance, as `run_windows` loads it (`resolve_job`).
+    job = resolve_job(_pipeline(demo_gateway, lake, sqlite_instance).defs, sqlite_instance)
     result = job.execute_in_process(
         partition_key=window_key(window), instance=sqlite_instance, raise_on_error=False
     )

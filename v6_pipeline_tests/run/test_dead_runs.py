@@ -94,10 +94,12 @@ def test_the_schedule_does_not_skip_for_a_dead_run(
     demo_gateway.set_faults(["delay:25"])
     kill_mid_snapshot(env)
     instance = open_instance(tmp_path / "home")
-    context = dg.build_schedule_context(
+    # In a `with`, as the daemon does: the context opens an instance of its own (from the
+    # ref), and only closing it puts the current instance context back.
+    with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=datetime.now(UTC)
-    )
-    assert isinstance(reconciliation_schedule(context), dg.RunRequest)
+    ) as context:
+        assert isinstance(reconciliation_schedule(context), dg.RunRequest)
     assert all(r.status == dg.DagsterRunStatus.FAILURE for r in instance.get_runs())
 
 

@@ -63,6 +63,7 @@ class StreamerThread:
         self._started = threading.Event()
         self.summary: StreamSummary | None = None
         self.error: BaseException | None = None
+        self.streamer: Streamer | None = None
         self._thread = threading.Thread(target=self._main, name="v6-stream", daemon=True)
 
     def start(self) -> StreamerThread:
@@ -94,7 +95,7 @@ class StreamerThread:
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        streamer = Streamer(self._settings, **self._options)
+        streamer = self.streamer = Streamer(self._settings, **self._options)
         self._started.set()
         try:
             self.summary = await streamer.run(self._stop)

@@ -90,6 +90,9 @@ def test_a_message_repeated_many_times_writes_one_row() -> None:
         (msg(position=-math.inf), "the quantity is not a finite number", True),
         (msg(conid=0, position=1.0), "the conid is not a contract id", True),
         (msg(conid=-5, position=1.0), "the conid is not a contract id", True),
+        # issue #20: it reached the writer and failed its batch forever
+        (msg(conid=2**63, position=1.0), "beyond the 64-bit range", True),
+        (msg(conid=2**64, position=1.0), "the conid 18446744073709551616 is beyond", True),
         (msg(symbol="  "), "the symbol is empty", True),
         (msg(symbol="QQQ"), "conid 500001 in DU111 is SPY 20270115 600 C (OPT) in the book", True),
         (msg(strike=650.0), "and this message says SPY 20270115 650 C (OPT)", True),

@@ -151,3 +151,38 @@ def test_it_exits_1_with_a_sentence(
     env.update({k: v.format(**values) for k, v in settings.items()})
     assert once(monkeypatch, env) == 1
     assert words.format(**values) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        # issue #20: it named the pipeline's V6_IB_CLIENT_ID
+        ("client-id-in-use", ("refused client id 607", "Set V6_STREAM_CLIENT_ID to an id")),
+        # issue #20: a traceback ("unexpected value while building Series of type Int64")
+        (
+            "huge-conid",
+            (
+                f"conid {2**64}",
+                "account DU111, SPY 20270115 600 C (OPT)",
+                "so it was discarded and nothing was stored",
+                "Check the gateway's log and version",
+            ),
+        ),
+    ],
+)
+def test_once_says_what_is_wrong_with_the_gateway_in_a_sentence(
+    gateway: GatewayThread,
+    lake_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fault: str,
+    words: tuple[str, ...],
+) -> None:
+    gateway.set_faults([fault])
+    assert once(monkeypatch, stream_env(gateway.port, lake_dir)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("v6 stream: IB")
+    for word in words:
+        assert word in err
+    assert "V6_IB_CLIENT_ID" not in err
+    assert all_rows(lake_dir).height == 0  # nothing written from a snapshot it refused

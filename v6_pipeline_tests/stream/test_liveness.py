@@ -108,6 +108,9 @@ def test_metadata_is_plain_values() -> None:
         "last_event_at": newest.last_event_at.isoformat(),  # type: ignore[union-attr]
         "last_write_at": newest.last_write_at.isoformat(),  # type: ignore[union-attr]
         "rows_written": 12,
+        "pending": 0,
+        "dead_letters": 0,
+        "streams_running": 1,
     }
     empty = stream_liveness(frame(), as_of=AS_OF, dead_after=DEAD)
     assert empty.metadata() == {"as_of": AS_OF.isoformat(), "dead_after_s": 120.0}
@@ -162,3 +165,106 @@ def test_status_rows_round_trip_and_read_by_time(tmp_path: Path) -> None:
     )
     assert judged.passed
     assert judged.age == timedelta(seconds=100)
+
+
+# --- changes reaching Delta, not only a running process (issue #20) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "passed", "words"),
+    [
+        # writes failing: the backlog does not drain, while heartbeats stay fresh
+        (
+            {"pending": 53, "oldest_pending_at": AS_OF - timedelta(seconds=121), "last_error": "x"},
+            False,
+            "53 row(s) have waited for their commit since 2026-03-02 14:33:06 UTC, 121 s",
+        ),
+        ({"pending": 53, "oldest_pending_at": AS_OF - timedelta(seconds=119)}, True, "is alive"),
+        # a dead letter repaired by no complete snapshot
+        (
+            {
+                "dead_letters": 1,
+                "last_dead_letter_at": AS_OF - timedelta(seconds=200),
+                "unrepaired_since": AS_OF - timedelta(seconds=200),
+            },
+            False,
+            "stream_dead_letters",
+        ),
+        (
+            {"dead_letters": 1, "unrepaired_since": AS_OF - timedelta(seconds=10)},
+            True,
+            "repairing with a fresh snapshot",
+        ),
+        # set aside long ago, repaired since: only the count remains
+        ({"dead_letters": 4, "last_dead_letter_at": AS_OF - timedelta(hours=1)}, True, "alive"),
+    ],
+)
+def test_changes_that_do_not_reach_delta_fail_the_check(
+    fields: dict[str, Any], passed: bool, words: str
+) -> None:
+    result = stream_liveness(frame(beat(5, **fields)), as_of=AS_OF, dead_after=DEAD)
+    assert result.passed is passed, result.description
+    assert words in result.description
+
+
+def test_a_backlog_failure_says_what_to_check() -> None:
+    stuck = beat(
+        5, pending=7, oldest_pending_at=AS_OF - timedelta(minutes=5), last_error="OSError: full"
+    )
+    result = stream_liveness(frame(stuck), as_of=AS_OF, dead_after=DEAD)
+    assert "not reaching position_updates" in result.description
+    assert "last error: OSError: full" in result.description
+    assert "V6_LAKE_DIR" in result.description
+    assert result.metadata()["oldest_pending_at"] == stuck.oldest_pending_at.isoformat()  # type: ignore[union-attr]
+
+
+A = "607@127.0.0.1:4002/box:1/aaaaaa"
+B = "607@127.0.0.1:4002/box:2/bbbbbb"
+
+
+def test_a_second_process_on_one_client_id_does_not_make_it_flap() -> None:
+    """Two processes, one following IB and one refused its client id, heartbeat in turn:
+    whichever wrote last, the verdict is the following one's, and names the other."""
+    refused = {"connected": False, "since": AS_OF - timedelta(minutes=10), "last_error": "326"}
+    for first_age, second_age in ((1, 2), (2, 1)):
+        beats = frame(beat(first_age, stream_id=A), beat(second_age, stream_id=B, **refused))
+        result = stream_liveness(beats, as_of=AS_OF, dead_after=DEAD)
+        assert result.passed
+        assert result.stream_id == A
+        assert result.streams == 2
+        assert f"Also heartbeating here: The position stream {B} is running but" in (
+            result.description
+        )
+
+
+def test_a_dead_process_is_not_hidden_by_an_older_one_nor_by_a_refused_one() -> None:
+    refused = {"connected": False, "since": AS_OF - timedelta(minutes=10), "last_error": "326"}
+    result = stream_liveness(
+        frame(beat(600, stream_id=A), beat(5, stream_id=B, **refused)), as_of=AS_OF, dead_after=DEAD
+    )
+    assert not result.passed
+    assert result.stream_id == B  # still heartbeating: the one to look at
+    assert "last error: 326" in result.description
+    gone = stream_liveness(
+        frame(beat(900, stream_id=A), beat(600, stream_id=B)), as_of=AS_OF, dead_after=DEAD
+    )
+    assert not gone.passed
+    assert gone.stream_id == B  # the newest heartbeat
+    assert gone.streams == 0
+
+
+def test_status_rows_of_an_older_table_read_with_the_new_columns_null(tmp_path: Path) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from v6_pipeline.stream.status import STREAM_STATUS
+
+    first = STREAM_STATUS.get_field_index("oldest_pending_at")
+    old_schema = pa.schema(list(STREAM_STATUS)[:first])  # the table as first released
+    old = {k: v for k, v in dataclasses.asdict(beat(60)).items() if k in old_schema.names}
+    write_deltalake(str(tmp_path / "stream_status"), pa.Table.from_pylist([old], schema=old_schema))
+    write_status(tmp_path, beat(30, pending=2, oldest_pending_at=AS_OF - timedelta(seconds=40)))
+    rows = read_stream_status(tmp_path)
+    assert rows.schema == STATUS_COLUMNS
+    assert rows["oldest_pending_at"].to_list() == [None, AS_OF - timedelta(seconds=40)]
+    assert rows["dead_letters"].to_list() == [None, 0]

@@ -8,15 +8,19 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from v6_pipeline.ib.gateway import GatewayThread
+from v6_pipeline.ib.gateway.answers import HUGE_CONID as HUGE
 from v6_pipeline.ib.gateway.answers import UNKNOWN_ACCOUNT
 from v6_pipeline.ib.snapshot import take_snapshot
 from v6_pipeline.lake import Lake
 from v6_pipeline.reconcile import reconcile
-from v6_pipeline.stream.liveness import stream_liveness
+from v6_pipeline.stream.deadletters import read_dead_letters
+from v6_pipeline.stream.liveness import StreamLiveness, stream_liveness
 from v6_pipeline.stream.status import read_stream_status
+from v6_pipeline.stream.streamer import DuplicateStreamError
 from v6_pipeline_tests.stream.support import (
     StreamerThread,
     all_rows,
@@ -228,3 +232,113 @@ def test_liveness_passes_while_the_stream_runs_and_fails_once_it_stopped(
     assert verdict.newest_heartbeat is not None
     assert verdict.newest_heartbeat <= stopped + timedelta(seconds=0.5)
     assert verdict.connected is False  # its last words
+
+
+# --- issue #20: changes that cannot be written, and what "alive" means ---------------------
+
+
+def test_a_streamed_conid_beyond_int64_is_set_aside_and_the_rest_keeps_flowing(
+    gateway: GatewayThread, lake_dir: Path
+) -> None:
+    """One pushed position with a conid beyond int64 made the stream retry its batch
+    forever: no later change was written while its heartbeat said all was well."""
+    with StreamerThread(settings(gateway, lake_dir)) as stream:
+        caught_up(lake_dir)
+        gateway.set_faults(["huge-conid-push"])  # every push also carries conid 2^64
+        filled = with_position(DEMO, 0, position=-4.0)
+        pushed = datetime.now(UTC)
+        gateway.set_portfolio(filled)
+        caught_up(lake_dir, filled)
+        wait_until(lambda: following(lake_dir, pushed), what="following again after a resync")
+        later = with_position(filled, 1, position=6.0)
+        gateway.set_portfolio(later)  # and what comes after still reaches Delta
+        caught_up(lake_dir, later)
+        wait_until(
+            lambda: (
+                newest_status(lake_dir)["dead_letters"] >= 2
+                and newest_status(lake_dir)["unrepaired_since"] is None
+            ),
+            what="both set aside, and repaired by a snapshot",
+        )
+        assert stream.alive
+    letters = read_dead_letters(lake_dir)
+    assert letters.height >= 2
+    letter = letters.row(0, named=True)
+    assert (letter["kind"], letter["conid"], letter["symbol"]) == ("refused", str(HUGE), "BIGID")
+    assert "beyond the 64-bit range" in letter["reason"]
+    assert f"conid={HUGE}" in letter["raw"]
+    assert letter["stream_id"].startswith("607@127.0.0.1:")
+    assert "BIGID" not in all_rows(lake_dir)["symbol"].to_list()
+    verdict = stream_liveness(
+        read_stream_status(lake_dir), as_of=datetime.now(UTC), dead_after=timedelta(seconds=60)
+    )
+    assert verdict.passed, verdict.description
+    assert (verdict.dead_letters or 0) >= 2
+
+
+def test_liveness_fails_while_changes_do_not_reach_delta(
+    gateway: GatewayThread, lake_dir: Path
+) -> None:
+    """Heartbeats fresh and IB followed, but the lake refuses writes: not alive."""
+    dead_after = timedelta(seconds=1.5)
+
+    def verdict() -> StreamLiveness:
+        now = datetime.now(UTC)
+        return stream_liveness(
+            read_stream_status(lake_dir, until=now), as_of=now, dead_after=dead_after
+        )
+
+    table, away = lake_dir / "position_updates", lake_dir / "position_updates.away"
+    with StreamerThread(settings(gateway, lake_dir, heartbeat_s=0.2)) as stream:
+        caught_up(lake_dir)
+        wait_until(lambda: verdict().passed, what="the check passes")
+        table.rename(away)
+        table.write_text("not a Delta table")  # every write fails from now on
+        gateway.set_portfolio(with_position(DEMO, 0, position=-4.0))
+        wait_until(lambda: not verdict().passed, timeout=15, what="the check fails")
+        failed = verdict()
+        assert "changes are not reaching position_updates" in failed.description
+        assert "1 row(s) have waited for their commit" in failed.description
+        assert "V6_LAKE_DIR" in failed.description
+        assert failed.connected  # the process runs and follows IB: only Delta lacks it
+        table.unlink()
+        away.rename(table)  # the lake is back: the kept row lands, the check passes again
+        wait_until(lambda: latest(lake_dir)[SPY_C] == -4.0, timeout=40, what="the row lands")
+        wait_until(lambda: verdict().passed, timeout=10, what="the check passes again")
+        assert stream.alive
+
+
+def test_a_second_stream_on_one_client_id_exits_and_the_check_does_not_flap(
+    gateway: GatewayThread, lake_dir: Path
+) -> None:
+    dead_after = timedelta(seconds=1.5)
+    fast = settings(gateway, lake_dir, heartbeat_s=0.2)
+    with StreamerThread(fast) as first:
+        caught_up(lake_dir)
+        wait_until(lambda: following(lake_dir, datetime.min.replace(tzinfo=UTC)))
+        started = datetime.now(UTC)
+        with StreamerThread(fast) as second:  # the same client id: the gateway refuses it
+            wait_until(lambda: not second.alive, timeout=30, what="the second one exits")
+        time.sleep(dead_after.total_seconds() * 1.5)  # its last words age past the limit
+        gateway.set_portfolio(with_position(DEMO, 0, position=-4.0))
+        wait_until(lambda: latest(lake_dir)[SPY_C] == -4.0, what="the first writes on")
+        assert first.alive
+        stopping = datetime.now(UTC)
+    assert first.streamer is not None
+    assert second.streamer is not None
+    mine, theirs = first.streamer.stream_id, second.streamer.stream_id
+    assert mine != theirs
+    assert isinstance(second.error, DuplicateStreamError)
+    said = str(second.error)
+    assert f"another `v6 stream` ({mine}" in said
+    for words in ("client id 607", "error 326", "own V6_STREAM_CLIENT_ID"):
+        assert words in said
+    rows = read_stream_status(lake_dir)
+    assert rows.filter(stream_id=theirs)["last_error"][-1] == said  # its last heartbeat
+    # judged at every heartbeat while both ran and after: alive, the first one speaking
+    beats = rows.filter((pl.col("heartbeat_at") >= started) & (pl.col("heartbeat_at") < stopping))
+    assert beats.filter(stream_id=theirs).height >= 1
+    for at in beats["heartbeat_at"]:
+        verdict = stream_liveness(rows, as_of=at, dead_after=dead_after)
+        assert verdict.passed, verdict.description
+        assert verdict.stream_id == mine

@@ -4,11 +4,14 @@ lake retried without losing a row, a bounded backlog, and replays that write not
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pytest
 from deltalake import DeltaTable
 
 from v6_pipeline.lake import Lake
@@ -210,3 +213,104 @@ def test_a_table_it_can_never_append_to_fails_at_once(tmp_path: Path) -> None:
     error = asyncio.run(scenario())
     assert isinstance(error, LakeSchemaError)
     assert "column `account` is missing" in str(error)
+
+
+class SetAside:
+    def __init__(self) -> None:
+        self.rows: list[tuple[PositionUpdate, str]] = []
+
+    def __call__(self, rows: Sequence[tuple[PositionUpdate, str]]) -> None:
+        self.rows.extend(rows)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        # issue #20: the whole batch was retried forever, and every later row behind it
+        ({"conid": 2**64}, "the conid 18446744073709551616 is beyond the 64-bit range"),
+        ({"conid": 2**63}, "is beyond the 64-bit range"),
+        ({"position": math.nan}, "the quantity nan is not a finite number"),
+        ({"account": ""}, "the account is empty"),
+        # a value no check foresees: the frame cannot be built, found row by row
+        ({"strike": "six hundred"}, "it cannot be made a row"),
+    ],
+)
+def test_a_row_the_table_cannot_store_is_set_aside_and_the_rest_keeps_flowing(
+    lake_dir: Path, bad: dict[str, object], reason: str
+) -> None:
+    first = rows(5)
+    unstorable = dataclasses.replace(first[2], **bad)  # type: ignore[arg-type]
+    first[2] = unstorable
+    later = rows(3, first_conid=100)
+    set_aside = SetAside()
+    commits = Commits()
+
+    async def scenario() -> BatchWriter:
+        writer = BatchWriter(
+            Lake(lake_dir).append_position_updates,
+            flush_s=0.05,
+            on_commit=commits,
+            on_set_aside=set_aside,
+        )
+        task = asyncio.create_task(writer.run())
+        writer.add(first)
+        async with asyncio.timeout(20):
+            while writer.pending:
+                await asyncio.sleep(0.02)
+        writer.add(later)  # and what comes after it is not held back
+        async with asyncio.timeout(20):
+            while writer.pending:
+                await asyncio.sleep(0.02)
+        assert await writer.close(5, task) == 0
+        return writer
+
+    writer = asyncio.run(scenario())
+    stored = sorted(all_rows(lake_dir)["conid"].to_list())
+    assert stored == sorted(r.conid for r in first + later if r is not unstorable)
+    ((row, why),) = set_aside.rows
+    assert row is unstorable
+    assert reason in why
+    assert commits.batches == [4, 3]  # the rest of its batch in one commit, as before
+    assert (writer.rows_written, writer.set_aside) == (7, 1)
+    assert (writer.queued, writer.done) == (8, 8)
+    assert writer.last_error is None  # nothing was retried
+
+
+def test_a_batch_of_nothing_storable_commits_nothing(lake_dir: Path) -> None:
+    set_aside = SetAside()
+
+    async def scenario() -> BatchWriter:
+        writer = BatchWriter(
+            Lake(lake_dir).append_position_updates, flush_s=0.01, on_set_aside=set_aside
+        )
+        task = asyncio.create_task(writer.run())
+        writer.add([dataclasses.replace(r, conid=2**64 + r.conid) for r in rows(2)])
+        assert await writer.close(5, task) == 0
+        return writer
+
+    before = version(lake_dir)
+    writer = asyncio.run(scenario())
+    assert len(set_aside.rows) == 2
+    assert (writer.rows_written, writer.batches, writer.last_write_at) == (0, 0, None)
+    assert version(lake_dir) == before
+
+
+def test_the_oldest_waiting_row_is_reported_while_the_lake_is_down(tmp_path: Path) -> None:
+    lake_dir = tmp_path / "lake"
+    lake_dir.mkdir()
+    (lake_dir / "position_updates").write_text("not a Delta table")
+    waiting = rows(3)
+
+    async def scenario() -> None:
+        writer = BatchWriter(Lake(lake_dir).append_position_updates, flush_s=0.05)
+        assert writer.oldest_pending_at is None
+        task = asyncio.create_task(writer.run())
+        writer.add(waiting)
+        async with asyncio.timeout(20):
+            while writer.last_error is None:
+                await asyncio.sleep(0.02)
+        assert writer.oldest_pending_at == waiting[0].timestamp
+        assert (writer.queued, writer.done) == (3, 0)
+        await writer.close(0.1, task)
+
+    asyncio.run(scenario())

@@ -33,6 +33,11 @@ _NOTICES: dict[FaultName, ErrorCode] = {
 # The account the unknown-account fault reports a position in (no gateway manages it).
 UNKNOWN_ACCOUNT = "DU0UNKNOWN"
 
+# The conid of the huge-conid faults: an integer every client parses, beyond int64.
+HUGE_CONID = 2**64
+# The contract huge-conid-push reports under it: one no client's book knows yet.
+HUGE_SYMBOL = "BIGID"
+
 # A quantity no client can parse as a number (not "nan": Python's float() takes it).
 MALFORMED_QUANTITY = "--"
 # Numbers both clients parse (Python's and Java's spelling differ; ib_async is Python).
@@ -83,6 +88,7 @@ def _position_frames(rows: Sequence[PortfolioPosition], faults: Sequence[Fault])
     # row index -> the text sent instead of the row's quantity / average cost
     quantities: dict[int, str] = {}
     avg_costs: dict[int, str] = {}
+    huge = {0} if rows and active(faults, FaultName.HUGE_CONID) else set()
     if active(faults, FaultName.NONFINITE_POSITION):
         quantities[len(rows) - 1] = INF
         quantities[0] = NAN
@@ -91,7 +97,11 @@ def _position_frames(rows: Sequence[PortfolioPosition], faults: Sequence[Fault])
     if active(faults, FaultName.NONFINITE_AVG_COST):
         avg_costs[0] = NAN
     return [
-        protocol.position(row, quantities.get(index), avg_costs.get(index))
+        protocol.position(
+            replace(row, conid=HUGE_CONID) if index in huge else row,
+            quantities.get(index),
+            avg_costs.get(index),
+        )
         for index, row in enumerate(rows)
     ]
 
@@ -136,7 +146,24 @@ def position_updates(changes: Sequence[PortfolioPosition], faults: Sequence[Faul
         frames = [f for f in frames for _ in range(2)]
     if changes and active(faults, FaultName.UNKNOWN_ACCOUNT):
         frames.append(protocol.position(replace(changes[0], account=UNKNOWN_ACCOUNT)))
+    if changes and active(faults, FaultName.HUGE_CONID_PUSH):
+        frames.append(protocol.position(huge_conid_position(changes[0].account)))
     return b"".join(frames)
+
+
+def huge_conid_position(account: str) -> PortfolioPosition:
+    """The position huge-conid-push adds to every push: a stock no portfolio can hold."""
+    return PortfolioPosition(
+        account=account,
+        conid=HUGE_CONID,
+        symbol=HUGE_SYMBOL,
+        sec_type="STK",
+        position=1.0,
+        exchange="SMART",
+        currency="USD",
+        local_symbol=HUGE_SYMBOL,
+        avg_cost=1.0,
+    )
 
 
 def notices(faults: Sequence[Fault], server_version: int) -> bytes:

@@ -27,6 +27,12 @@ class FaultName(StrEnum):
     and pushes (a portfolio cannot hold them; a broken gateway can still send them)"""
     NONFINITE_AVG_COST = "nonfinite-avg-cost"
     """the first position's average cost is sent as nan (answers and pushes)"""
+    HUGE_CONID = "huge-conid"
+    """the first position's conid is sent as 2^64, beyond int64, in answers and pushes (a
+    portfolio cannot hold it; a broken gateway or proxy can still send it)"""
+    HUGE_CONID_PUSH = "huge-conid-push"
+    """every push also carries a position of a new stock whose conid is 2^64 (answers stay
+    clean)"""
     DUPLICATE_POSITIONS = "duplicate-positions"
     """every position is sent twice, first with a wrong quantity, then the true one"""
     CLIENT_ID_IN_USE = "client-id-in-use"
