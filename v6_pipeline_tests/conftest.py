@@ -12,7 +12,7 @@ import pytest
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline_tests.support import DEMO
 
-# A live run settles and confirms in seconds of wall time (README, "Fills in flight"):
+# A live run settles and confirms in seconds of wall time (docs/reconciliation.md):
 # the tests that are about it set their own; the rest of the suite, and the commands
 # it starts, skip the waits (a confirmation still takes its second snapshot).
 os.environ.setdefault("V6_SETTLE_S", "0")

@@ -9,12 +9,12 @@
 - `position_discrepancies`: the judgment of those two stored inputs, with its checks. A
   live window's critical candidate is confirmed by a second snapshot (stored in
   `ib_confirming_snapshots`, judged again by any later run of the window); what it does
-  not repeat is recorded as RESOLVED_IN_FLIGHT (README, "Fills in flight").
+  not repeat is recorded as RESOLVED_IN_FLIGHT (docs/reconciliation.md, "Fills in flight").
 
 A range runs as one run (`BackfillPolicy.single_run()`) and writes each table in one
 commit; every window still gets its own metadata and check verdicts. Windows of a
 range that were never snapshotted are reported by key and never judged; the judged
-windows of the same run keep their results (see README, "Windows, snapshots and
+windows of the same run keep their results (see docs/dagster.md, "Windows, snapshots and
 backfills").
 
 A window is judged once its row is in `position_judgment_log`, written after Dagster

@@ -258,7 +258,7 @@ class ReconciliationSettings(_Settings):
 
 
 class AlertsResource(_Settings):
-    """Where alerts go and when (README, "Alerts"); parsed by `AlertSettings.parse`."""
+    """Where alerts go and when (docs/alerts.md); parsed by `AlertSettings.parse`."""
 
     SETTINGS: ClassVar[dict[str, AnySetting]] = {
         "urls": s.ALERT_URLS,
@@ -298,7 +298,7 @@ RESOURCES: dict[str, type[_Settings]] = {
 
 
 def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, _Settings]:
-    """The resources as the `V6_*` settings configure them (README, "Settings")."""
+    """The resources as the `V6_*` settings configure them (docs/settings.md)."""
     return {name: cls.from_env(environ) for name, cls in RESOURCES.items()}
 
 

@@ -1,7 +1,7 @@
 """IB's connectivity codes and what each means for a position snapshot in progress.
 
 One table for the client (`snapshot.py` fails or goes on by it), the emulator (which
-sends each as a fault, with IB's own text) and the README ("IB's connectivity codes").
+sends each as a fault, with IB's own text) and docs/gateway.md ("IB's connectivity codes").
 A code that *fails* the snapshot is transient: the snapshot is retried within its
 timeout, and inside `V6_IB_QUIET_WINDOWS` until the window's deadline. A *notice* is
 logged and the answer is kept.

@@ -28,7 +28,7 @@ S3_SCHEMES = ("s3://", "s3a://")
 # Passed on under their own names: delta-rs and polars (object_store) read these keys.
 _PASSED = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _REGION = ("AWS_REGION", "AWS_DEFAULT_REGION")  # the first set wins
-# Every setting of an S3 lake (README, "Running in production"; the deploy files forward them).
+# Every setting of an S3 lake (docs/production.md; the deploy files forward them).
 SETTINGS = (
     "AWS_ENDPOINT_URL",
     "AWS_REGION",

@@ -116,7 +116,7 @@ def _busy_sentence(instance: dg.DagsterInstance, pool: str, claimed: list, waite
     return (
         f"waited {waited:g} s for the {pool!r} pool slot, held by {', '.join(holders)}. If "
         "that run is stuck, terminate it in the Dagster UI (its run page), which frees the "
-        "slot; `dagster instance concurrency get` shows who holds what (README, Operations)."
+        "slot; `dagster instance concurrency get` shows who holds what (docs/operations.md)."
     )
 
 

@@ -1,7 +1,7 @@
 """What a trader sees in the Dagster UI, window by window, in a real browser.
 
 Each test is a user's path through the UI against a real `dagster dev`; each step
-leaves a screenshot in `screenshots/` (README, "Browser tests").
+leaves a screenshot in `screenshots/` (docs/testing.md).
 """
 
 from __future__ import annotations
