@@ -89,13 +89,19 @@ def settings(gw: GatewayThread, lake_dir: Path, home: Path) -> dict[str, str]:
 
 def test_reconcile_exits_2_on_a_naked_position(gateway: GatewayThread, tmp_path: Path) -> None:
     Lake(tmp_path / "lake").append_position_updates(demo_position_updates(datetime.now(UTC)))
-    proc = v6("reconcile", env=settings(gateway, tmp_path / "lake", tmp_path / "home"))
+    env = settings(gateway, tmp_path / "lake", tmp_path / "home")
+    proc = v6("reconcile", env=env)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "CRITICAL" in proc.stdout
     assert "NAKED: DU222 SPY 2026-12-18 580 P" in proc.stdout
     assert f"Dagster instance: {tmp_path / 'home'}" in proc.stdout
-    # Not at a terminal (cron, a service): the run's event log stays on stderr.
-    assert "STEP_FAILURE" in proc.stderr
+    # Not at a terminal either (cron, a service): the report only, the event log in a file.
+    assert proc.stderr == ""
+    logged = proc.stdout.split("Dagster's event log: ")[1].split(" (on stderr")[0]
+    assert "STEP_FAILURE" in Path(logged).read_text()
+    verbose = v6("reconcile", "-v", env=env)
+    assert verbose.returncode == 2
+    assert "STEP_FAILURE" in verbose.stderr
 
 
 def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[int, str, str]:

@@ -1,10 +1,9 @@
 """`v6 reconcile`: one window (or a range) from a shell, through the Dagster job.
 
 The report is on stdout. Dagster's event log of the run (every step's events, and the
-stack trace of the expected failure of a naked window's blocking check) goes, at a
-terminal, to a log file the report names; with `-v` to stderr, at DEBUG; and when stderr
-is not a terminal (cron, a service, a pipe) to stderr at INFO, where such a caller
-reads. The instance keeps it too (the run's page in the UI) when `DAGSTER_HOME` is set.
+stack trace of the expected failure of a naked window's blocking check) goes to a log
+file the report names; with `-v` to stderr, at DEBUG. The instance keeps it too (the
+run's page in the UI) when `DAGSTER_HOME` is set.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -75,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     verbose = bool(getattr(args, "verbose", False))
     now = datetime.now(UTC)
-    # At a terminal the event log goes to a file; piped or captured (cron, a service,
-    # a log collector) stderr keeps it, as the place such a caller reads.
-    log_file = log_path(now) if not verbose and sys.stderr.isatty() else None
+    # The report is what a person reads; Dagster's event log goes to a file it names
+    # (and stays in the instance), on stderr only with -v.
+    log_file = None if verbose else log_path(now)
     try:
         from v6_pipeline.definitions import defs
         from v6_pipeline.run.instance import instance_from_env

@@ -111,7 +111,7 @@ def lost_run(
             "V6_CONFIRM_AFTER_S": "0",
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "v6_pipeline.cli", "reconcile"],
+            [sys.executable, "-m", "v6_pipeline.cli", "reconcile", "-v"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -207,7 +207,7 @@ def test_a_window_left_unjudged_is_named_by_the_next_run_until_it_is_judged(
         duration_s=answer.duration_s,
     )
     env = {**run.env, "V6_SETTLE_S": "0"}
-    after = v6("reconcile", "--window", window_key(earlier), env=env, timeout=300)
+    after = v6("reconcile", "-v", "--window", window_key(earlier), env=env, timeout=300)
     assert after.returncode == EXIT_CRITICAL, after.stdout + after.stderr
     named = (
         f"window {key} was snapshotted at {answer.taken_at:%Y-%m-%d %H:%M:%S} UTC but never "

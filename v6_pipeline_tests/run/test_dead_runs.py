@@ -40,7 +40,7 @@ def env(demo_gateway: GatewayThread, tmp_path: Path) -> dict[str, str]:
 def kill_mid_snapshot(env: dict[str, str]) -> int:
     """Start `v6 reconcile` against a slow gateway and SIGKILL it mid-snapshot."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "v6_pipeline.cli", "reconcile"],
+        [sys.executable, "-m", "v6_pipeline.cli", "reconcile", "-v"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -121,7 +121,7 @@ def test_a_live_holder_is_waited_for_with_a_deadline(tmp_path: Path) -> None:
 def test_two_reconciles_on_a_fresh_home_both_finish(env: dict[str, str]) -> None:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "v6_pipeline.cli", "reconcile"],
+            [sys.executable, "-m", "v6_pipeline.cli", "reconcile", "-v"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
