@@ -204,24 +204,30 @@ def test_demo_ui_serves_its_windows_ends_well_and_ctrl_c_stops_everything(
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "v6_pipeline.cli", "demo", "--ui", "--ui-port", str(port),
-         "--dir", str(tmp_path / "demo"), "--fix-after", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        cwd=Path(__file__).parents[1],  # beside the repository's own dagster.yaml
-    )  # fmt: skip
-    try:
-        info = json.loads(wait_for_ui(port, proc))
-        assert "dagster_webserver_version" in info
-        keys = graphql(port, PARTITION_KEYS)["data"]["assetNodeOrError"]["partitionKeys"]
-        closed = _wait_for_closing_row(tmp_path / "demo" / "lake", deadline_s=60)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        out, _ = proc.communicate(timeout=60)
+    with webhook() as hook:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "v6_pipeline.cli", "demo", "--ui", "--ui-port", str(port),
+             "--dir", str(tmp_path / "demo"), "--fix-after", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            cwd=Path(__file__).parents[1],  # beside the repository's own dagster.yaml
+            env={**os.environ, "V6_ALERT_URLS": hook.apprise_url},
+        )  # fmt: skip
+        try:
+            info = json.loads(wait_for_ui(port, proc))
+            assert "dagster_webserver_version" in info
+            keys = graphql(port, PARTITION_KEYS)["data"]["assetNodeOrError"]["partitionKeys"]
+            closed = _wait_for_closing_row(tmp_path / "demo" / "lake", deadline_s=60)
+            time.sleep(12)  # two more ticks of the daemon's sensor (every 5 s)
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+            out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
+    # The demo's own tick and the daemon's sensor share one alert state: one page.
+    pages = [m["title"] for m in hook.received if "naked" in m["title"]]
+    assert len(pages) == 1, [m["title"] for m in hook.received]
     # The UI's windows start at the one the demo judged: no month of empty windows.
     judged = re.search(r"Materializing window (\S+) \(UTC\)", out).group(1)
     assert keys[0] == judged

@@ -72,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {leg:<28} {story}")
         print()
         window = last_closed_window(now)
-        # With --ui the daemon's own sensor sends the alert: the demo only shows it.
+        # The demo's tick sends the alert itself: the alert state is shared with the
+        # daemon's sensor (--ui), which then finds it raised and sends nothing again.
         try:
-            defs = _demo_defs(gateway.host, gateway.port, lake_dir, start=window, send=not args.ui)
+            defs = _demo_defs(gateway.host, gateway.port, lake_dir, start=window)
         except ValueError as exc:  # a bad V6_* setting, named
             print(f"v6 demo: {exc}")
             return 1
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
 
-def _demo_defs(host: str, port: int, lake_dir: Path, *, start: datetime, send: bool):
+def _demo_defs(host: str, port: int, lake_dir: Path, *, start: datetime):
     """The project's definitions on the emulator and the demo lake (-> dg.Definitions)."""
     from v6_pipeline.definitions import build_defs
     from v6_pipeline.defs.resources import (
@@ -117,14 +118,13 @@ def _demo_defs(host: str, port: int, lake_dir: Path, *, start: datetime, send: b
     )
     from v6_pipeline.demo.book import DEMO_STALE_AFTER_S
 
-    unsent = {k: v for k, v in os.environ.items() if send or k != URLS_SETTING}
     return build_defs(
         {
             "ib": IBGatewayResource(host=host, port=port),
             "lake": LakeResource(lake_dir=str(lake_dir)),
             # The demo's staleness; the other settings (settle, confirm, ...) as set.
             "settings": ReconciliationSettings.from_env(stale_after_s=str(DEMO_STALE_AFTER_S)),
-            "alerts": AlertsResource.from_env(unsent),
+            "alerts": AlertsResource.from_env(),
         },
         start=start,
     )
@@ -148,7 +148,7 @@ def _show_alert(defs, instance, lake_dir: Path, *, ui: bool) -> None:
     if not os.environ.get(URLS_SETTING, "").strip():
         print(f"{URLS_SETTING} is unset: alerts go to the log and the alert_log table only.")
     elif ui:
-        print(f"The sensor, running in the UI, sends it to {URLS_SETTING} within a minute.")
+        print(f"Sent to {URLS_SETTING}; the daemon's sensor shares its state: no second page.")
 
 
 def _fresh_dir(base: Path) -> Path | None:
