@@ -12,7 +12,6 @@ resolves the alert.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,7 +35,8 @@ from v6_pipeline.lake import Lake
 from v6_pipeline.lake.storage import SETTINGS
 from v6_pipeline.run.runner import run_windows
 from v6_pipeline_tests.alerts.support import Webhook
-from v6_pipeline_tests.production.s3 import S3Server, start_s3
+from v6_pipeline_tests.production.conftest import s3_server as s3_server
+from v6_pipeline_tests.production.s3 import S3Server
 from v6_pipeline_tests.support import free_port
 
 from .support import Pipeline
@@ -151,15 +151,6 @@ def test_a_sensor_reading_another_lake_than_the_runs_does_not_resolve(
     sensor.tick()
     assert len(hook.received) == 1, titles(hook)
     assert AlertCursor.from_json(sensor.shared).state.open(IncidentKind.NAKED) is not None
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[S3Server]:
-    server = start_s3()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
