@@ -6,6 +6,25 @@ under 5 minutes. Prints each stage's time beside its target.
     .venv/bin/python benchmarks/pipeline.py --rows 200000 --positions 2000 --windows 12
     .venv/bin/python benchmarks/pipeline.py --lake s3://BUCKET/v6/lake ...     # and on S3
     .venv/bin/python benchmarks/pipeline.py --moto ...   # S3 = moto's server on loopback
+    .venv/bin/python benchmarks/pipeline.py --backfill-day                   # from a shell
+    .venv/bin/python benchmarks/pipeline.py --backfill-day --days 7 --instances sqlite,pg
+
+`--backfill-day` (issue #21) times one day's backfill as an operator runs it from a shell,
+`v6 reconcile --window D-00:00 --to D-23:55` (288 windows; D = the previous UTC day, or
+`--days N` ending with it), on several Dagster instances side by side (`--instances`,
+default `sqlite,pg,pg-batch`): `sqlite`, a fresh DAGSTER_HOME that `v6 reconcile` fills
+with the project's dagster.yaml (embedded SQLite); `pg`, deploy/dagster.yaml on a
+PostgreSQL 15 that the benchmark starts with initdb/pg_ctl on a free loopback port
+(server defaults, fsync on; `--pg-no-fsync` as the tests) and stops at the end,
+DAGSTER_EVENT_BATCH_SIZE unset; `pg-batch`, the same with DAGSTER_EVENT_BATCH_SIZE =
+`--batch-size` (50); `sqlite-batch`. The lake is set up once (`--rows` 2M, `--positions`
+10k, as below, every window's snapshot stored beforehand) and each column runs on its
+own copy of it and a fresh instance whose tables exist before the clock starts. For each
+column it prints the command's wall time (and the run's part of it, per step) beside
+the targets (a day: 20 s on SQLite, 10 s on PostgreSQL; a week: 2 minutes), and the
+run's events read back from the instance, per DagsterEventType: their count, and the
+median and sum of the time from each to the run's next event (what storing it, and
+whatever ran before the next, cost).
 
 `--lake s3://...` runs everything twice, on local disk and on that lake (the `AWS_*`
 settings from the environment; the prefix should be empty), and prints both columns side
@@ -42,6 +61,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -327,7 +348,9 @@ def side_by_side(tables: dict[str, Table]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000, help="position_updates history")
+    parser.add_argument(
+        "--rows", type=int, help="position_updates history (10M; --backfill-day: 2M)"
+    )
     parser.add_argument("--positions", type=int, default=10_000, help="IB positions")
     parser.add_argument("--windows", type=int, default=DAY_WINDOWS, help="backfill windows")
     parser.add_argument("--appends", type=int, default=200, help="commits of the history")
@@ -342,14 +365,37 @@ def main() -> None:
         "--moto", action="store_true", help="the S3 lake on moto's server on loopback"
     )
     parser.add_argument("--backfill-child", help=argparse.SUPPRESS)
+    shell = parser.add_argument_group("one day from a shell (--backfill-day)")
+    shell.add_argument(
+        "--backfill-day",
+        action="store_true",
+        help="time `v6 reconcile --window D-00:00 --to D-23:55` on each --instances",
+    )
+    shell.add_argument("--days", type=int, default=1, help="days ending the previous UTC day")
+    shell.add_argument(
+        "--instances",
+        default="sqlite,pg,pg-batch",
+        help=f"comma-separated columns, of {','.join(INSTANCES)}",
+    )
+    shell.add_argument("--batch-size", type=int, default=50, help="DAGSTER_EVENT_BATCH_SIZE")
+    shell.add_argument(
+        "--pg-no-fsync", action="store_true", help="PostgreSQL without fsync (as the tests)"
+    )
     args = parser.parse_args()
     if args.backfill_child:
         backfill_child(json.loads(args.backfill_child))
         return
-    if not 0 < args.windows <= DAY_WINDOWS:
-        parser.error(f"--windows must be 1..{DAY_WINDOWS}")
+    if args.rows is None:
+        args.rows = 2_000_000 if args.backfill_day else 10_000_000
     if args.positions <= sum(PLANTED.values()) or args.positions > KEYS:
         parser.error(f"--positions must be {sum(PLANTED.values()) + 1}..{KEYS}")
+    if args.backfill_day:
+        if args.days < 1:
+            parser.error("--days must be at least 1")
+        shell_day(args)
+        return
+    if not 0 < args.windows <= DAY_WINDOWS:
+        parser.error(f"--windows must be 1..{DAY_WINDOWS}")
 
     root = Path(tempfile.mkdtemp(prefix="v6_bench_pipeline_"))
     os.environ["DAGSTER_HOME"] = str(root / "dagster_home")
@@ -583,6 +629,398 @@ def forget_window(lake, window: datetime) -> None:  # lake: v6_pipeline.lake.Lak
 
 def _num(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) else None
+
+
+# --- one day from a shell (--backfill-day) -----------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+DAY_TARGET_S = {"sqlite": 20.0, "postgres": 10.0}  # issue #21: one day's backfill
+WEEK_TARGET_S = 120.0
+INSTANCES = ("sqlite", "pg", "pg-batch", "sqlite-batch")
+INSTANCE_HELP = {
+    "sqlite": "the embedded SQLite instance (a fresh DAGSTER_HOME, the project's dagster.yaml)",
+    "pg": "PostgreSQL, deploy/dagster.yaml, DAGSTER_EVENT_BATCH_SIZE unset",
+    "pg-batch": "PostgreSQL, deploy/dagster.yaml, DAGSTER_EVENT_BATCH_SIZE=--batch-size",
+    "sqlite-batch": "SQLite with DAGSTER_EVENT_BATCH_SIZE=--batch-size",
+}
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL server on a loopback port (initdb/pg_ctl in a temp dir)."""
+
+    root: Path
+    port: int
+    user: str | None  # the account it runs as: postgres refuses root
+
+    def _run(self, *command: str) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", self.user, "--"] if self.user else []
+        return subprocess.run(
+            [*prefix, *command], capture_output=True, text=True, check=False, cwd=self.root
+        )
+
+    def create_database(self, name: str) -> str:
+        """A fresh database `name`; its SQLAlchemy URL (psycopg2, as dagster-postgres uses)."""
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres")
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {name}")
+        finally:
+            conn.close()
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_postgres(durable: bool) -> Postgres:
+    """initdb + pg_ctl start on a free loopback port. `durable`: the server's defaults
+    (fsync, synchronous commit), as a production database; else the test suite's
+    throwaway settings (no fsync)."""
+    import pwd
+
+    for tool in ("initdb", "pg_ctl"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not on PATH: install PostgreSQL 15 (apt: postgresql)")
+    user = None
+    if os.geteuid() == 0:
+        user = next((u for u in ("postgres", "nobody") if _has_user(pwd, u)), None)
+        if user is None:
+            raise SystemExit("running as root and no postgres/nobody account to run PostgreSQL")
+    root = Path(tempfile.mkdtemp(prefix="v6_bench_pg_"))
+    if user:
+        shutil.chown(root, user)
+    server = Postgres(root, 0, user)
+    init = server._run(
+        "initdb", "-D", str(root / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+        "--locale=C", "--no-sync",
+    )  # fmt: skip
+    if init.returncode != 0:
+        server.stop()
+        raise SystemExit(f"initdb failed: {init.stderr.strip()[-800:]}")
+    options = "-c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c timezone=UTC"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    for _ in range(3):  # a free port can be taken between the probe and the bind
+        server.port = free_port()
+        started = server._run(
+            "pg_ctl", "-D", str(root / "data"), "-l", str(root / "server.log"), "-w", "-t", "60",
+            "-o", f"{options} -p {server.port}", "start",
+        )  # fmt: skip
+        if started.returncode == 0:
+            return server
+    log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
+    server.stop()
+    raise SystemExit(f"PostgreSQL did not start: {started.stderr.strip()} {log[-800:]}")
+
+
+def _has_user(pwd, name: str) -> bool:  # pwd: the module
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """`values` set in os.environ for the block (Dagster's instance config reads it)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclass
+class ShellRun:
+    """One `v6 reconcile` of the range on one instance, and its run's events."""
+
+    name: str
+    wall_s: float = 0.0
+    exit_code: int | None = None
+    report: str = ""
+    setup_s: float = 0.0  # creating the instance's tables beforehand (not timed in wall_s)
+    run_s: float | None = None  # RUN_START to RUN_SUCCESS/FAILURE
+    before_s: float | None = None  # command start to the run's first event
+    after_s: float | None = None  # the run's last event to the command's exit
+    counts: dict[str, int] = field(default_factory=dict)  # event kind -> events
+    gaps: dict[str, list[float]] = field(default_factory=dict)  # kind -> s to the next event
+    steps: dict[str, float] = field(default_factory=dict)  # step -> STEP_START to its end
+
+
+def shell_day(args: argparse.Namespace) -> None:
+    """Set up one lake, then `v6 reconcile --window D-00:00 --to D-23:55` on each instance,
+    each on its own copy of the lake and a fresh instance; print the columns side by side."""
+    from v6_pipeline.defs.partitions import window_key
+    from v6_pipeline.ib.gateway import GatewayThread
+    from v6_pipeline.ib.snapshot import take_snapshot
+    from v6_pipeline.lake import Lake
+    from v6_pipeline.lake.paths import POSITION_UPDATES
+
+    names = [n.strip() for n in args.instances.split(",") if n.strip()]
+    if unknown := [n for n in names if n not in INSTANCES]:
+        raise SystemExit(f"--instances: unknown {unknown}; choose from {', '.join(INSTANCES)}")
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    first_day = today - timedelta(days=args.days)  # D-(N-1); D = the previous UTC day
+    count = DAY_WINDOWS * args.days if args.days > 1 else args.windows  # --windows: a part
+    windows = [first_day + WINDOW * i for i in range(count)]
+    first_key, last_key = window_key(windows[0]), window_key(windows[-1])
+    churn_end = first_day - timedelta(hours=12)
+    history.START = churn_end - history.SPAN
+
+    root = Path(tempfile.mkdtemp(prefix="v6_bench_shell_day_"))
+    pristine = root / "lake"
+    setup: list[tuple[str, float]] = []
+    server = None
+    runs: list[ShellRun] = []
+    try:
+        lake = Lake(str(pristine))
+        uri = lake.uri(POSITION_UPDATES)
+        began = time.perf_counter()
+        history.generate(
+            uri, rows=args.rows, keys=KEYS, appends=args.appends, symbols=SYMBOLS, seed=1
+        )
+        setup.append((f"history: {args.rows:,} rows, {args.appends} appends", _since(began)))
+        books = plan_books(args.positions, seed=3)
+        began = time.perf_counter()
+        settle_and_trickle(uri, books, churn_end, now - timedelta(minutes=1))
+        setup.append(("settle + streamer trickle to now", _since(began)))
+        began = time.perf_counter()
+        gw = GatewayThread(portfolio(books)).start()
+        try:
+            snap = take_snapshot(gw.host, gw.port, 606, timeout_s=60)
+        finally:
+            gw.stop()
+        assert snap.positions.height == args.positions, snap.positions.height
+        setup.append((f"one {args.positions:,}-position snapshot (emulator)", _since(began)))
+        began = time.perf_counter()
+        for w in windows:  # IB can only be asked "now": the past windows' snapshots, stored
+            lake.write_snapshot(
+                snap.positions,
+                window_start=w,
+                taken_at=w + WINDOW + timedelta(seconds=2),
+                accounts=snap.accounts,
+                duration_s=snap.duration_s,
+            )
+        setup.append((f"store {len(windows)} past snapshots", _since(began)))
+        began = time.perf_counter()
+        lake.read_latest(as_of=datetime.now(UTC))  # builds read_latest's checkpoint
+        streamer_append(uri, books, datetime.now(UTC), args.streamer_rows)
+        setup.append(("warm-up: first read_latest + a streamer append", _since(began)))
+
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "V6_"))}
+        base["V6_IB_PORT"] = str(free_port())  # nothing listens: a backfill never asks IB
+        # The windows start on the first day of the previous UTC month unless set.
+        default_start = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+        if first_day < default_start:  # --days reaching before it
+            base["V6_PARTITIONS_START"] = first_day.isoformat()
+        if any(n.startswith("pg") for n in names):
+            began = time.perf_counter()
+            server = start_postgres(durable=not args.pg_no_fsync)
+            setup.append((f"PostgreSQL up on 127.0.0.1:{server.port}", _since(began)))
+        for name in names:
+            print(f"[{name}] v6 reconcile --window {first_key} --to {last_key} ...", flush=True)
+            runs.append(shell_run(name, args, root, pristine, base, server, first_key, last_key))
+            r = runs[-1]
+            print(f"[{name}] {r.wall_s:.1f} s, exit {r.exit_code}", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    print(
+        f"\nv6 reconcile --window {first_key} --to {last_key}: {len(windows)} windows "
+        f"({args.days} day(s)), {args.rows:,} position_updates rows, {KEYS:,} keys, "
+        f"{args.positions:,} IB positions (stored snapshots), planted {PLANTED}; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end"
+    )
+    for stage, seconds in setup:
+        print(f"  setup (not claimed): {stage}: {seconds:.1f} s")
+    for name in names:
+        print(f"  {name}: {INSTANCE_HELP[name]}")
+    if server is not None:
+        fsync = "off (--pg-no-fsync)" if args.pg_no_fsync else "on (server defaults)"
+        print(f"  PostgreSQL 15 on loopback, fsync {fsync}; batch size {args.batch_size}")
+    for r in runs[:1]:
+        print(f"\n{r.name}'s report (exit {r.exit_code}):\n" + _head(r.report, 12))
+    print_shell_runs(runs, len(windows) / DAY_WINDOWS)
+
+
+def shell_run(
+    name: str,
+    args: argparse.Namespace,
+    root: Path,
+    pristine: Path,
+    base: dict[str, str],
+    server: Postgres | None,
+    first_key: str,
+    last_key: str,
+) -> ShellRun:
+    """One column: a copy of the set-up lake, a fresh instance, `v6 reconcile` timed."""
+    out = ShellRun(name)
+    lake_dir = root / f"lake-{name}"
+    shutil.copytree(pristine, lake_dir)
+    home = root / f"home-{name}"
+    home.mkdir()
+    env = {**base, "DAGSTER_HOME": str(home), "V6_LAKE_DIR": str(lake_dir)}
+    if name.startswith("pg"):
+        assert server is not None
+        shutil.copyfile(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        env["DAGSTER_PG_URL"] = server.create_database(name.replace("-", "_"))
+    if name.endswith("-batch"):
+        env["DAGSTER_EVENT_BATCH_SIZE"] = str(args.batch_size)
+    # An operator's instance exists before a backfill: its tables are created first.
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", _OPEN_INSTANCE, str(home)], env=env, check=True, cwd=root)
+    out.setup_s = _since(began)
+    v6 = Path(sys.executable).with_name("v6")
+    command = [str(v6), "reconcile", "--window", first_key, "--to", last_key]
+    started = time.time()
+    began = time.perf_counter()
+    try:
+        done = subprocess.run(
+            command,
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=args.backfill_timeout_s,
+            check=False,
+        )
+        out.exit_code, out.report = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired:
+        out.report = f"stopped after {args.backfill_timeout_s:g} s (--backfill-timeout-s)"
+    out.wall_s = _since(began)
+    ended = time.time()
+    with environ(env):
+        read_events(out, home, started, ended)
+    shutil.rmtree(lake_dir, ignore_errors=True)
+    return out
+
+
+_OPEN_INSTANCE = (
+    "import sys\nfrom v6_pipeline.run.instance import open_instance\n"
+    "open_instance(sys.argv[1]).dispose()"
+)
+
+
+def read_events(out: ShellRun, home: Path, started: float, ended: float) -> None:
+    """The run's events per kind (a plain log line is `(log line)`), and for each event the
+    time until the run's next one: what storing it (and whatever ran before the next) took."""
+    import dagster as dg
+    from dagster import DagsterEventType as Event
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        found = instance.get_runs(limit=1)
+        if not found:
+            return
+        entries = sorted(instance.all_logs(found[0].run_id), key=lambda e: e.timestamp)
+    if not entries:
+        return
+    kinds = [e.dagster_event_type.value if e.dagster_event_type else "(log line)" for e in entries]
+    for i, kind in enumerate(kinds):
+        out.counts[kind] = out.counts.get(kind, 0) + 1
+        if i + 1 < len(entries):
+            gap = entries[i + 1].timestamp - entries[i].timestamp
+            out.gaps.setdefault(kind, []).append(gap)
+    began: dict[str, float] = {}
+    for e in entries:
+        if e.dagster_event_type == Event.STEP_START and e.step_key:
+            began[e.step_key] = e.timestamp
+        elif e.dagster_event_type in (Event.STEP_SUCCESS, Event.STEP_FAILURE) and e.step_key:
+            out.steps[e.step_key] = e.timestamp - began.get(e.step_key, e.timestamp)
+    start = next((e.timestamp for e in entries if e.dagster_event_type == Event.RUN_START), None)
+    ends = (Event.RUN_SUCCESS, Event.RUN_FAILURE)
+    end = next((e.timestamp for e in entries if e.dagster_event_type in ends), None)
+    if start is not None and end is not None:
+        out.run_s = end - start
+    out.before_s = entries[0].timestamp - started
+    out.after_s = ended - entries[-1].timestamp
+
+
+def print_shell_runs(runs: list[ShellRun], days: float) -> None:
+    """The columns; targets pro rata to the windows run (`days`: 288 windows a day)."""
+    if not runs:
+        return
+    width = 40
+    cell = max(14, *(len(r.name) + 2 for r in runs))
+    print(f"\n{'':<{width}}" + "".join(f"{r.name:>{cell}}" for r in runs) + f"{'target':>24}")
+    print("-" * (width + cell * len(runs) + 24))
+
+    def row(label: str, values: list[str], target: str = "") -> None:
+        print(f"{label:<{width}}" + "".join(f"{v:>{cell}}" for v in values) + f"{target:>24}")
+
+    def secs(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    targets = [DAY_TARGET_S["sqlite" if r.name.startswith("sqlite") else "postgres"] for r in runs]
+    met = ["yes" if r.exit_code in (0, 2) and r.wall_s <= t * days else "NO" for r, t in zip(
+        runs, targets, strict=True)]  # fmt: skip
+    row("v6 reconcile wall s", [f"{r.wall_s:.1f}" for r in runs], "SQLite ≤20, PG ≤10/day")
+    row("  per day s", [f"{r.wall_s / days:.1f}" for r in runs])
+    row("  met (day target × days)?", met)
+    if days > 1:
+        week = WEEK_TARGET_S * days / 7
+        row("  met (week ≤ 120 s, pro rata)?", ["yes" if r.wall_s <= week else "NO" for r in runs])
+    row("  exit code (2: critical, planted)", [str(r.exit_code) for r in runs])
+    row("  before the run: imports, defs, instance", [secs(r.before_s) for r in runs])
+    row("  the run: RUN_START to its end", [secs(r.run_s) for r in runs])
+    for step in STEPS:
+        row(f"    {step} step", [secs(r.steps.get(step)) for r in runs])
+    row("  after the run: the report", [secs(r.after_s) for r in runs])
+    row("instance tables created (not in wall)", [f"{r.setup_s:.1f}" for r in runs])
+    total = [sum(r.counts.values()) for r in runs]
+    row("events stored", [f"{t:,}" for t in total])
+    row("  run s / event, ms", [
+        "-" if not t or r.run_s is None else f"{1000 * r.run_s / t:.1f}"
+        for r, t in zip(runs, total, strict=True)
+    ])  # fmt: skip
+    kinds = sorted({k for r in runs for k in r.counts}, key=lambda k: -max(
+        sum(r.gaps.get(k, [])) for r in runs))  # fmt: skip
+    print("\nevents per kind: count / median ms to the next event / sum s to the next event")
+    for kind in kinds:
+        cells = []
+        for r in runs:
+            gaps = sorted(r.gaps.get(kind, []))
+            if kind not in r.counts:
+                cells.append("-")
+            elif not gaps:
+                cells.append(f"{r.counts[kind]}")
+            else:
+                median = 1000 * gaps[len(gaps) // 2]
+                cells.append(f"{r.counts[kind]}/{median:.0f}/{sum(gaps):.1f}")
+        row(kind, cells)
+
+
+def _since(began: float) -> float:
+    return time.perf_counter() - began
+
+
+def _head(text: str, lines: int) -> str:
+    kept = text.strip().splitlines()
+    more = len(kept) - lines
+    return "\n".join(
+        ["  " + line for line in kept[:lines]] + ([f"  … {more} more"] if more > 0 else [])
+    )
 
 
 if __name__ == "__main__":

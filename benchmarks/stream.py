@@ -36,12 +36,13 @@ from gateway import synthetic  # benchmarks/ is on sys.path when this script run
 
 from v6_pipeline.ib.gateway import GatewayThread, Portfolio
 from v6_pipeline.lake import Lake
+from v6_pipeline.settings import STREAM_CLIENT_ID
 from v6_pipeline.stream.settings import StreamSettings
 from v6_pipeline.stream.streamer import Streamer
 from v6_pipeline.stream.subscription import Subscription
 from v6_pipeline.stream.updates import PositionUpdate, to_frame
 
-CLIENT_ID = 607
+CLIENT_ID = STREAM_CLIENT_ID.value()  # `v6 stream`'s default
 STEADY_S = 10.0
 
 Event = tuple[str, int, float]  # (account, conid, new quantity): unique within a run

@@ -152,7 +152,7 @@ def test_reconcile_at_a_terminal_keeps_dagsters_event_log_in_a_file(
     assert log.parent == tmp_path / "home" / "logs"
     events = log.read_text()
     assert "STEP_FAILURE" in events
-    assert "DagsterAssetCheckFailedError" in events
+    assert "1 naked position(s): NAKED: DU222 SPY" in events  # the step's failure: the legs
     assert "NAKED: DU222 SPY 2026-12-18 580 P" in events
 
 

@@ -13,9 +13,10 @@ from urllib.parse import quote, urlencode
 from v6_pipeline.alerts.incidents import Alert
 from v6_pipeline.alerts.observations import Leg, RunFailed
 from v6_pipeline.alerts.state import AlertKind, Incident, IncidentKind
+from v6_pipeline.lake.paths import POSITION_DISCREPANCIES
 
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
-ASSET = "position_discrepancies"
+ASSET = POSITION_DISCREPANCIES  # the asset is named after its table
 MAX_BODY_CHARS = 3500
 MAX_TITLE_CHARS = 200
 MAX_SENTENCE_CHARS = 400

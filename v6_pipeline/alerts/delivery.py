@@ -32,8 +32,9 @@ from apprise import Apprise
 
 from v6_pipeline.alerts.compose import Message, compose
 from v6_pipeline.alerts.incidents import Alert
+from v6_pipeline.settings import ALERT_URLS
 
-URLS_SETTING = "V6_ALERT_URLS"
+URLS_SETTING = ALERT_URLS.variable
 # Bounds the cursor: a sink keeps at most this many undelivered alerts (the oldest beyond
 # it is lost, at ERROR). Per sink, and counted after the tick's sends, so a busy tick
 # never costs a healthy sink an alert and a dead sink cannot grow the state forever.
@@ -231,7 +232,7 @@ class Outbox:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DeliveryOutcome:
     """What happened to an envelope this tick: `raised` (once per alert, `url` None),
     then per sink `delivered`, `pending` (failed, will retry) or `lost`."""
 
@@ -259,7 +260,7 @@ class Sink:
 
 
 # An entry sent this tick: (as it was, its outcome or None if not tried, what stays pending).
-Sent = tuple["Pending", "Outcome | None", "Pending | None"]
+Sent = tuple["Pending", "DeliveryOutcome | None", "Pending | None"]
 
 
 @dataclass
@@ -299,13 +300,13 @@ class Courier:
 
     def post(
         self, outbox: Outbox, envelopes: Sequence[Envelope], *, now: datetime
-    ) -> tuple[Outbox, list[Outcome]]:
+    ) -> tuple[Outbox, list[DeliveryOutcome]]:
         """Log `envelopes`, queue them for every sink, and deliver what is due."""
         raised = self.announce(envelopes, now=now)
         outbox, sent = self.flush(self.queue(outbox, envelopes, now=now), now=now)
         return outbox, raised + sent
 
-    def announce(self, envelopes: Sequence[Envelope], *, now: datetime) -> list[Outcome]:
+    def announce(self, envelopes: Sequence[Envelope], *, now: datetime) -> list[DeliveryOutcome]:
         """Log each alert raised; its `raised` outcome."""
         outcomes = []
         for env in envelopes:
@@ -313,7 +314,7 @@ class Courier:
             if env.kind == "resolved":
                 level = self.log.info
             level(f"alert {env.kind} {env.incident_id}: {env.message.title}\n{env.message.body}")
-            outcomes.append(Outcome(env, "raised", now))
+            outcomes.append(DeliveryOutcome(env, "raised", now))
         return outcomes
 
     def queue(self, outbox: Outbox, envelopes: Sequence[Envelope], *, now: datetime) -> Outbox:
@@ -325,7 +326,7 @@ class Courier:
         )
         return Outbox((*outbox.pending, *queued))
 
-    def flush(self, outbox: Outbox, *, now: datetime) -> tuple[Outbox, list[Outcome]]:
+    def flush(self, outbox: Outbox, *, now: datetime) -> tuple[Outbox, list[DeliveryOutcome]]:
         """Deliver the pending envelopes that are due; give up on the ones too old, and
         on the oldest of a sink holding more than `MAX_PENDING_PER_SINK` afterwards."""
         leased, due, lost = self.take(outbox, now=now)
@@ -349,7 +350,9 @@ class Courier:
         leased = tuple(replace(p, next_at=until) if p.next_at <= now else p for p in keep)
         return Outbox(leased), due, lost
 
-    def give_up(self, lost: Sequence[Pending], *, now: datetime, why: str = "") -> list[Outcome]:
+    def give_up(
+        self, lost: Sequence[Pending], *, now: datetime, why: str = ""
+    ) -> list[DeliveryOutcome]:
         """Log each entry given up on, at ERROR; its `lost` outcome."""
         return [self._lost(p, why or self._why_lost(p, now) or "given up", now) for p in lost]
 
@@ -410,19 +413,21 @@ class Courier:
 
     def _settle(
         self, sink_id: str, entries: list[Pending], report: _Report, now: datetime
-    ) -> list[tuple[Outcome | None, Pending | None]]:
+    ) -> list[tuple[DeliveryOutcome | None, Pending | None]]:
         """Each entry's outcome and what stays pending. Delivered ones leave. The first
         that failed, or started and did not end by the deadline (or the first the
         process could not send at all), is retried on a later tick with backoff; the
         rest wait untouched, as do entries the deadline came before."""
         sink = self.sinks[sink_id]
         cut = f"no complete answer within the tick's delivery deadline ({self.tick_budget_s:g} s)"
-        done: list[tuple[Outcome | None, Pending | None]] = []
+        done: list[tuple[DeliveryOutcome | None, Pending | None]] = []
         failed = False
         for n, p in enumerate(entries):
             ended = report.ended.get(n)
             if ended is not None and ended[0] is None:
-                done.append((Outcome(p.envelope, "delivered", now, sink.label, ended[1]), None))
+                done.append(
+                    (DeliveryOutcome(p.envelope, "delivered", now, sink.label, ended[1]), None)
+                )
                 continue
             if failed or (ended is None and n not in report.started and not report.broken):
                 done.append((None, p))
@@ -439,7 +444,9 @@ class Courier:
                 f"({attempts} attempt(s)): {error} Next try at {later.next_at:%H:%M:%S} UTC; "
                 f"gives up at {p.first_at + self.give_up_after:%Y-%m-%d %H:%M} UTC"
             )
-            done.append((Outcome(p.envelope, "pending", now, sink.label, attempts, error), later))
+            done.append(
+                (DeliveryOutcome(p.envelope, "pending", now, sink.label, attempts, error), later)
+            )
         return done
 
     def _why_lost(self, p: Pending, now: datetime) -> str | None:
@@ -452,13 +459,13 @@ class Courier:
             )
         return None
 
-    def _lost(self, p: Pending, why: str, now: datetime) -> Outcome:
+    def _lost(self, p: Pending, why: str, now: datetime) -> DeliveryOutcome:
         label = self.sinks[p.sink].label if p.sink in self.sinks else f"sink {p.sink}"
         self.log.error(
             f"ALERT LOST: {p.envelope.kind} alert {p.envelope.incident_id} "
             f"({p.envelope.message.title}) was never delivered to {label}: {why}"
         )
-        return Outcome(p.envelope, "lost", now, label, 0, why)
+        return DeliveryOutcome(p.envelope, "lost", now, label, 0, why)
 
 
 def settle(outbox: Outbox, sent: Sequence[Sent]) -> tuple[Outbox, list[Pending]]:

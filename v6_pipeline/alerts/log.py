@@ -11,62 +11,33 @@ import os
 from collections.abc import Sequence
 
 import polars as pl
-import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
 
-from v6_pipeline.alerts.delivery import Outcome
-from v6_pipeline.lake import paths
-from v6_pipeline.lake.paths import table_uri
-from v6_pipeline.lake.storage import reported, storage_options
+from v6_pipeline.alerts.delivery import DeliveryOutcome
+from v6_pipeline.lake import Lake, paths
 
 TABLE = paths.ALERT_LOG
-MAX_BODY_CHARS = 4000
-
-SCHEMA = pa.schema(
-    [
-        pa.field("sent_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("incident_id", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # open, changed, reminder, resolved
-        pa.field("status", pa.string(), nullable=False),  # raised, delivered, pending, lost
-        pa.field("severity", pa.string(), nullable=False),
-        pa.field("title", pa.string(), nullable=False),
-        pa.field("body", pa.string(), nullable=False),
-        pa.field("url", pa.string()),  # redacted; null on the `raised` row
-        pa.field("delivered", pa.bool_()),  # null on the `raised` row
-        pa.field("attempts", pa.int64(), nullable=False),
-        pa.field("error", pa.string()),
-        pa.field("window_key", pa.string()),
-        pa.field("run_id", pa.string()),
-    ]
-)
+# A bound on a row's body; a composed body is already shorter (`compose.MAX_BODY_CHARS`).
+MAX_LOGGED_BODY_CHARS = 4000
 
 
 def alert_log_uri(lake_dir: str | os.PathLike[str]) -> str:
-    return table_uri(lake_dir, TABLE)
+    return Lake(lake_dir).uri(TABLE)
 
 
-def append(lake_dir: str | os.PathLike[str], outcomes: Sequence[Outcome]) -> int:
+def append(lake_dir: str | os.PathLike[str], outcomes: Sequence[DeliveryOutcome]) -> int:
     """Append one row per outcome (creating the table); returns the number of rows."""
     if not outcomes:
         return 0
-    rows = pa.Table.from_pylist([_row(o) for o in outcomes], schema=SCHEMA)
-    uri = alert_log_uri(lake_dir)
-    with reported(os.fspath(lake_dir)):
-        write_deltalake(uri, rows, mode="append", storage_options=storage_options(uri))
-    return rows.num_rows
+    Lake(lake_dir).append_alert_log([_row(o) for o in outcomes])
+    return len(outcomes)
 
 
 def read(lake_dir: str | os.PathLike[str]) -> pl.DataFrame:
     """Every row, oldest first; empty (with the schema) when nothing was logged yet."""
-    uri = alert_log_uri(lake_dir)
-    options = storage_options(uri)
-    with reported(os.fspath(lake_dir)):
-        if not DeltaTable.is_deltatable(uri, storage_options=options):
-            return pl.DataFrame(pl.from_arrow(SCHEMA.empty_table()))
-        return pl.read_delta(uri, storage_options=options).sort("sent_at", maintain_order=True)
+    return Lake(lake_dir).read_alert_log()
 
 
-def _row(o: Outcome) -> dict[str, object]:
+def _row(o: DeliveryOutcome) -> dict[str, object]:
     env = o.envelope
     return {
         "sent_at": o.at,
@@ -75,7 +46,7 @@ def _row(o: Outcome) -> dict[str, object]:
         "status": o.status,
         "severity": env.severity,
         "title": env.message.title,
-        "body": env.message.body[:MAX_BODY_CHARS],
+        "body": env.message.body[:MAX_LOGGED_BODY_CHARS],
         "url": o.url,
         "delivered": o.delivered,
         "attempts": o.attempts,

@@ -20,11 +20,12 @@ from typing import Any, Protocol
 from v6_pipeline.alerts import log as alert_log
 from v6_pipeline.alerts.delivery import (
     OVERFLOW,
+    URLS_SETTING,
     Courier,
+    DeliveryOutcome,
     Envelope,
     Log,
     Outbox,
-    Outcome,
     Pending,
     Sent,
     settle,
@@ -107,7 +108,7 @@ class MemoryStore:
 class TickReport:
     alerts: list[Alert]
     notes: list[str]
-    outcomes: list[Outcome]
+    outcomes: list[DeliveryOutcome]
     pending: int  # deliveries still waiting in the outbox
     observations: int = 0
     sinks: int = 0
@@ -160,7 +161,7 @@ class TickReport:
 
     def _delivery(self, alert: Alert) -> str:
         if not self.sinks:
-            return "no sink set (V6_ALERT_URLS): log and alert_log only"
+            return f"no sink set ({URLS_SETTING}): log and alert_log only"
         key = Envelope.of_alert_key(alert)
         mine = [o for o in self.outcomes if o.url and o.envelope.key == key]
         delivered = sum(o.status == "delivered" for o in mine)

@@ -13,7 +13,7 @@ from typing import Any
 
 from v6_pipeline.alerts import log as alert_log
 from v6_pipeline.alerts.compose import Message
-from v6_pipeline.alerts.delivery import Courier, Envelope, Outcome, Pending
+from v6_pipeline.alerts.delivery import Courier, DeliveryOutcome, Envelope, Pending
 
 KIND = "test"  # alert_log.kind of every row a test writes
 # A test is not retried on later ticks: a sink that did not take it is `failed`.
@@ -65,7 +65,7 @@ def envelope(now: datetime, *, ui_url: str) -> Envelope:
 
 def send_test(
     urls: Sequence[str], *, ui_url: str, deadline_s: float = DEADLINE_S
-) -> tuple[list[SinkResult], list[Outcome]]:
+) -> tuple[list[SinkResult], list[DeliveryOutcome]]:
     """Send the test alert to each of `urls` (one attempt each, all within `deadline_s`);
     each sink's result, in the order of `urls`, and the outcomes for `alert_log`."""
     now = datetime.now(UTC)
@@ -79,12 +79,14 @@ def send_test(
     )
     due = [Pending(sink_id, env, first_at=now, next_at=now) for sink_id in courier.sinks]
     sent = courier.send(due, now=now)
-    outcomes = [Outcome(env, "raised", now)]
+    outcomes = [DeliveryOutcome(env, "raised", now)]
     results: dict[str, SinkResult] = {}
     for pending, outcome, _ in sent:
         sink = courier.sinks[pending.sink]
         if outcome is None:  # the delivery process never tried it
-            outcome = Outcome(env, FAILED, now, sink.label, 0, "the delivery process did not try")
+            outcome = DeliveryOutcome(
+                env, FAILED, now, sink.label, 0, "the delivery process did not try"
+            )
         elif outcome.status != "delivered":
             outcome = replace(outcome, status=FAILED)
         outcomes.append(outcome)
@@ -94,6 +96,6 @@ def send_test(
     return [results[sink_id] for sink_id in courier.sinks], outcomes
 
 
-def record(lake_dir: str, outcomes: Sequence[Outcome]) -> int:
+def record(lake_dir: str, outcomes: Sequence[DeliveryOutcome]) -> int:
     """Append the test's rows to `alert_log` (kind `test`)."""
     return alert_log.append(lake_dir, outcomes)

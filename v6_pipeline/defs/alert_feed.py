@@ -29,12 +29,12 @@ from v6_pipeline.alerts.observations import Leg, Observation, RunFailed, RunSucc
 from v6_pipeline.confirm import INFO
 from v6_pipeline.defs.checks import ASSET
 from v6_pipeline.defs.partitions import window_start
+from v6_pipeline.defs.run_failures import CHECK_FAILED, step_failures
 from v6_pipeline.lake import Lake, paths
 from v6_pipeline.lake.errors import LakeStorageError
 from v6_pipeline.lake.paths import is_local
 from v6_pipeline.lake.storage import is_s3, reported
 from v6_pipeline.lake.tables import try_open
-from v6_pipeline.run.failures import CHECK_FAILED, step_failures
 
 JOB = "reconciliation_job"
 # A materialization launched outside the job (the UI's Materialize, `dagster asset

@@ -11,11 +11,15 @@
   `ib_confirming_snapshots`, judged again by any later run of the window); what it does
   not repeat is recorded as RESOLVED_IN_FLIGHT (docs/reconciliation.md, "Fills in flight").
 
-A range runs as one run (`BackfillPolicy.single_run()`) and writes each table in one
-commit; every window still gets its own metadata and check verdicts. Windows of a
-range that were never snapshotted are reported by key and never judged; the judged
-windows of the same run keep their results (see docs/dagster.md, "Windows, snapshots and
-backfills").
+The present and the past: only a live run (one window, the newest closed one) evaluates
+the checks, so they show now; a run of past windows leaves each window's verdict on its
+own partition (`verdict` leads its metadata) and keeps the checks on the present
+(`defs/present.py`). It succeeds when it judged every window, naked ones included: its
+`v6/verdict` tag and log name them. A range runs as one run
+(`BackfillPolicy.single_run()`) and writes each table in one commit. Windows of a range
+that were never snapshotted are reported by key and never judged (the run fails); the
+judged windows of the same run keep their results (docs/dagster.md, "Windows, snapshots
+and backfills").
 
 A window is judged once its row is in `position_judgment_log`, written after Dagster
 recorded its materialization and checks (`lake/snapshots.py`). A run that stops between
@@ -37,14 +41,9 @@ from v6_pipeline.alerts.quiet import QuietWindows
 from v6_pipeline.confirm import has_critical
 from v6_pipeline.defs import checks
 from v6_pipeline.defs import metadata as md
-from v6_pipeline.defs.judging import (
-    JudgedWindow,
-    UnmanagedAccountError,
-    judge,
-    relevant_latest,
-)
+from v6_pipeline.defs.dead_runs import IN_FLIGHT
 from v6_pipeline.defs.partitions import WINDOW, window_key, window_start
-from v6_pipeline.defs.quiet_retry import described, live_deadline, snapshot_through_resets
+from v6_pipeline.defs.present import restate_present
 from v6_pipeline.defs.resources import (
     AlertsResource,
     IBGatewayResource,
@@ -52,6 +51,12 @@ from v6_pipeline.defs.resources import (
     ReconciliationSettings,
 )
 from v6_pipeline.ib.errors import IBSnapshotError
+from v6_pipeline.judging import (
+    JudgedWindow,
+    UnmanagedAccountError,
+    judge,
+    relevant_latest,
+)
 from v6_pipeline.lake import Lake, paths, schemas
 from v6_pipeline.lake.errors import LakeError
 from v6_pipeline.lake.snapshots import (
@@ -61,14 +66,12 @@ from v6_pipeline.lake.snapshots import (
     StoredSnapshot,
     UnjudgedWindow,
 )
-from v6_pipeline.run.liveness import IN_FLIGHT
+from v6_pipeline.quiet_retry import described, live_deadline, snapshot_through_resets
 from v6_pipeline.stream.liveness import StreamLiveness, stream_liveness
 from v6_pipeline.stream.status import read_stream_status
 
-# Single-run backfills and per-partition check results are the point; their beta and
-# preview status is known.
+# Single-run backfills are the point; their beta status is known.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def.*")
 
 GROUP = "reconciliation"
 IB_POOL = "ib_gateway"  # dagster.yaml limits it to one step at a time: one IB client
@@ -77,7 +80,9 @@ LIVE_GRACE = timedelta(minutes=1)
 NAKED_CHECK = checks.NAKED_CHECK
 # How far back a judgment looks for windows that were snapshotted and never judged.
 UNJUDGED_LOOKBACK = timedelta(days=1)
+VERDICT_TAG = "v6/verdict"  # on each run that judged windows, for the runs list
 _UNJUDGED_SHOWN = 10  # named one per log line; the rest counted
+_NAKED_SHOWN = 100  # naked windows a run's summary names (with their leg counts)
 
 
 def can_snapshot_live(window: datetime, now: datetime) -> bool:
@@ -130,20 +135,35 @@ def reconciliation_assets(windows: dg.TimeWindowPartitionsDefinition) -> list[dg
     ) -> dg.MaterializeResult:
         return _latest_windows(context, lake.get_lake(), settings.settle())
 
-    @dg.asset(
-        **partitioned,
-        deps=[delta_latest_positions],
+    # A multi-asset of one, for `can_subset`: a run of past windows evaluates no check
+    # (they tell the present), which an `@asset`'s required check outputs would refuse.
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                checks.ASSET,
+                deps=[delta_latest_positions],
+                group_name=GROUP,
+                kinds={"deltalake", "polars"},
+                metadata={
+                    "dagster/column_schema": md.column_schema(schemas.POSITION_DISCREPANCIES)
+                },
+                description=(
+                    "One row per discrepancy between the IB snapshot and the Delta latest "
+                    "positions of the window: NAKED_POSITION (critical), MISSING_FROM_DELTA, "
+                    "POSITION_MISMATCH, STALE_DATA; a live critical candidate is confirmed by "
+                    "a second snapshot, and a discrepancy it does not repeat is "
+                    "RESOLVED_IN_FLIGHT (info). Each window's verdict leads its partition's "
+                    "metadata; the checks show the newest live window. Re-materializing a "
+                    "window replaces its rows."
+                ),
+            )
+        ],
+        partitions_def=windows,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         # A live critical candidate is confirmed by a second snapshot: one IB client.
         pool=IB_POOL,
-        metadata={"dagster/column_schema": md.column_schema(schemas.POSITION_DISCREPANCIES)},
-        description=(
-            "One row per discrepancy between the IB snapshot and the Delta latest positions "
-            "of the window: NAKED_POSITION (critical), MISSING_FROM_DELTA, "
-            "POSITION_MISMATCH, STALE_DATA; a live critical candidate is confirmed by a "
-            "second snapshot, and a discrepancy it does not repeat is RESOLVED_IN_FLIGHT "
-            "(info). Re-materializing a window replaces its rows."
-        ),
-        check_specs=checks.check_specs(windows),
+        check_specs=checks.check_specs(),
+        can_subset=True,
     )
     def position_discrepancies(
         context: dg.AssetExecutionContext,
@@ -175,9 +195,9 @@ def _snapshot_windows(
     except LakeError as exc:
         raise _lake_failure(exc) from exc
     now = datetime.now(UTC)
+    # Never snapshotted: said here, failed by the judgment step once it has kept the
+    # checks on the present (defs/present.py).
     never = [w for w, s in stored.items() if s is None and not can_snapshot_live(w, now)]
-    if len(never) == len(stored):
-        raise dg.Failure(description=never_snapshotted(never, now))
     for window, found in stored.items():
         key = window_key(window)
         if window in never:
@@ -193,7 +213,7 @@ def _snapshot_windows(
             except LakeError as exc:
                 raise _lake_failure(exc) from exc
             found = _take_live(ib, store, window, quiet=quiet, log=context.log)
-        else:
+        elif len(stored) == 1:  # a range says it once, below: each line is a stored event
             context.log.info(
                 f"window {key}: reusing the snapshot taken at {found.taken_at:%H:%M:%S} UTC "
                 f"({found.positions.height} positions)"
@@ -207,6 +227,9 @@ def _snapshot_windows(
             ),
             partition_key=key,
         )
+    if len(stored) > 1:
+        reused = sum(1 for snap in stored.values() if snap is not None)
+        context.log.info(f"reusing the stored snapshots of {reused} of {len(stored)} windows")
     if never:
         context.log.warning(never_snapshotted(never, now))
     return dg.MaterializeResult()
@@ -358,7 +381,8 @@ def _judge_windows(
     streams = _stream_liveness(store, [j.snapshot.taken_at for j in judged], settings)
     verdicts = {}
     for window in judged:
-        _log_window(context, window, single=single)
+        if single:
+            _log_window(context, window)
         verdicts[window.key] = checks.window_verdicts(
             window.key,
             window.rows,
@@ -366,39 +390,66 @@ def _judge_windows(
             streams.get(window.snapshot.taken_at),
             full=single,
         )
+    present = single and bool(judged) and judged[0].live
+    metadata = {
+        window.key: {
+            # First: the line a person reads on the window's partition page.
+            "verdict": checks.verdict_line(verdicts[window.key]),
+            "failed_checks": checks.failed_checks(verdicts[window.key]),
+            **md.judged_metadata(window, settings=settings, table=table, full=single),
+            **(md.unjudged_metadata(unjudged, lookback=UNJUDGED_LOOKBACK) if single else {}),
+        }
+        for window in judged
+    }
+    if present:
+        [window] = judged
+        context.add_asset_metadata(metadata[window.key], partition_key=window.key)
+        selected = {key.name for key in context.selected_asset_check_keys}
+        yield dg.MaterializeResult(
+            check_results=[v.result() for v in verdicts[window.key] if v.check in selected]
+        )
+        # Dagster stored the materialization and its checks: the window is judged.
+        _record(context, judgments, judged, verdicts)
+        _tag_verdict(context, judged)
+        # Before Dagster's own "1 blocking asset check failed": the banner names the legs.
+        failure = checks.naked_failure(window.key, verdicts[window.key])
+        if failure is not None:
+            raise failure
+        return
+    # The past: each window's verdict on its own partition; the checks keep the present.
     never = [w for w in windows if w not in taken]
     if never:
-        # The judged windows keep their own materialization and verdicts; the rest fail.
-        # Yielded, not logged: stored at once, so each verdict can name its window's.
+        # The judged windows keep their materialization; the rest fail. Yielded, not
+        # added: stored at once, before the step fails.
         for window in judged:
             yield dg.AssetMaterialization(
-                asset_key=checks.ASSET,
-                partition=window.key,
-                metadata=md.judged_metadata(window, settings=settings, table=table, full=single),
+                asset_key=checks.ASSET, partition=window.key, metadata=metadata[window.key]
             )
-        _log_verdicts(context, verdicts)
-        _record(context, judgments, judged, verdicts)
-        raise dg.Failure(description=never_snapshotted(never, now))
-    for window in judged:
-        context.add_asset_metadata(
-            {
-                **md.judged_metadata(window, settings=settings, table=table, full=single),
-                **(md.unjudged_metadata(unjudged, lookback=UNJUDGED_LOOKBACK) if single else {}),
-            },
-            partition_key=window.key,
-        )
-    if single:
-        yield dg.MaterializeResult(check_results=[v.result() for v in verdicts[judged[0].key]])
-        # Dagster stored the materialization and its checks (a failed blocking check
-        # fails the step after this): the judgment is recorded, so the window is judged.
-        _record(context, judgments, judged, verdicts)
-        return
-    context.log.info(_range_summary(judged))
-    results = checks.range_verdicts(verdicts)
-    yield dg.MaterializeResult(check_results=[v.result() for v in results])
-    # After the yield, each window's materialization is stored: its verdicts can target it.
-    _log_verdicts(context, verdicts)
+    else:
+        for window in judged:
+            context.add_asset_metadata(metadata[window.key], partition_key=window.key)
+        yield dg.MaterializeResult()
     _record(context, judgments, judged, verdicts)
+    if judged:
+        # One line for the run, not one per window (each line is a stored event, 288 a
+        # day): the naked windows by key; their legs lead each window's own page.
+        summary = _range_summary(judged)
+        (context.log.error if any(j.naked().height for j in judged) else context.log.info)(summary)
+        _tag_verdict(context, judged)
+    restated = restate_present(context, [spec.name for spec in checks.check_specs()])
+    context.log.info(
+        "past windows judged: the checks keep the newest live window's verdict"
+        + (f" (re-stated: {len(restated)} check(s))" if restated else " (none to re-state yet)")
+    )
+    if never:
+        raise dg.Failure(description=never_snapshotted(never, now))
+
+
+def _tag_verdict(context: dg.AssetExecutionContext, judged: list[JudgedWindow]) -> None:
+    """The run's verdict as a tag, for the runs list: `v6/verdict`."""
+    naked = sum(1 for window in judged if window.naked().height)
+    verdict = f"naked in {naked} of {len(judged)}" if naked else f"no naked ({len(judged)} judged)"
+    context.instance.add_run_tags(context.run.run_id, {VERDICT_TAG: verdict})
 
 
 def _record(
@@ -432,18 +483,7 @@ def _judgment(
 
 
 def _failed(verdict: checks.Verdict) -> FailedCheck:
-    """A failed check as one line: its own description, else its claim and how many
-    positions break it."""
-    description = verdict.description
-    if not description:
-        claim = next((c for n, c in checks.WARN_CHECKS.values() if n == verdict.check), None)
-        count = verdict.metadata.get("count")
-        description = (
-            f"{claim.rstrip('.')}: not so for {count} position(s)"
-            if claim and count is not None
-            else "failed"
-        )
-    return FailedCheck(verdict.check, verdict.severity.value, description)
+    return FailedCheck(verdict.check, verdict.severity.value, checks.failed_sentence(verdict))
 
 
 def _unjudged_elsewhere(
@@ -545,15 +585,6 @@ class _Confirmation:
         return second
 
 
-def _log_verdicts(
-    context: dg.AssetExecutionContext, verdicts: dict[str, list[checks.Verdict]]
-) -> None:
-    targets = checks.judged_materializations(context.instance, list(verdicts))
-    for key, window_verdicts in verdicts.items():
-        for verdict in window_verdicts:
-            context.log_event(verdict.evaluation(key, targets.get(key)))
-
-
 def _stream_liveness(
     store: Lake, as_ofs: list[datetime], settings: ReconciliationSettings
 ) -> dict[datetime, StreamLiveness]:
@@ -567,22 +598,17 @@ def _stream_liveness(
     return {a: stream_liveness(status, as_of=a, dead_after=dead_after) for a in as_ofs}
 
 
-def _log_window(context: dg.AssetExecutionContext, window: JudgedWindow, *, single: bool) -> None:
+def _log_window(context: dg.AssetExecutionContext, window: JudgedWindow) -> None:
+    """A one-window run's lines: its counts, each naked leg (the run page names them: no
+    stack trace needed to act), and accounts left unjudged. A range says it once
+    (`_range_summary`); each window's page leads with its verdict."""
     naked = window.naked()
-    said = (
+    context.log.info(
         f"window {window.key}: {window.rows.height} discrepancies ({naked.height} naked) as of "
         f"{window.snapshot.taken_at:%H:%M:%S} UTC"
     )
-    if single:
-        context.log.info(said)
-        # The run page names each naked leg: no stack trace needed to act on it.
-        for details in naked["details"]:
-            context.log.error(f"window {window.key}: {details}")
-    elif naked.height:
-        # A range: one line a window (each is a stored event), naming its naked legs.
-        context.log.error(f"{said}: {'; '.join(naked['details'])}")
-    else:
-        context.log.info(said)
+    for details in naked["details"]:
+        context.log.error(f"window {window.key}: {details}")
     if window.unmanaged.height:
         accounts = ", ".join(sorted(set(window.unmanaged["account"])))
         context.log.warning(
@@ -595,10 +621,12 @@ def _range_summary(judged: list[JudgedWindow]) -> str:
     rows = sum(j.rows.height for j in judged)
     naked_by_window = {j.key: j.naked().height for j in judged}
     naked = sum(naked_by_window.values())
-    failing = [key for key, count in naked_by_window.items() if count]
+    failing = [f"{key} ({count})" for key, count in naked_by_window.items() if count]
+    shown = ", ".join(failing[:_NAKED_SHOWN])
+    more = f" and {len(failing) - _NAKED_SHOWN} more" if len(failing) > _NAKED_SHOWN else ""
     return (
-        f"range of {len(judged)} windows judged: {rows} discrepancies, {naked} naked "
-        f"in {len(failing)} window(s){': ' + ', '.join(failing[:10]) if failing else ''}"
+        f"{len(judged)} window(s) judged: {rows} discrepancies, {naked} naked leg(s) in "
+        f"{len(failing)} window(s){': ' + shown + more if failing else ''}"
     )
 
 

@@ -1,9 +1,10 @@
 """The checks on `position_discrepancies`, named as claims that hold when all is well.
 
-Each window gets its own verdict. A single window's verdict is the step's check result
-(recorded with its partition); a range run logs one evaluation per window and returns
-the range's verdict (all windows passed) as the step's result, since Dagster records a
-single-run backfill's check results once for the range.
+The checks tell the present: they are not partitioned, and only a live run (the newest
+closed window, judged as it closes) evaluates them, so the lineage node and the Checks
+tab show the newest live window (`defs/present.py`). Every window, live or past, gets
+its verdicts all the same: they lead its own materialization's metadata (`verdict`,
+`failed_checks`) and its row of `position_judgment_log`.
 """
 
 from __future__ import annotations
@@ -14,15 +15,9 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
-# Not exported by `dagster`: the only way to tie a logged evaluation to its window's
-# materialization, which the UI needs to count it as that window's current result.
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
-)
-
 from v6_pipeline.defs import metadata as md
+from v6_pipeline.defs.run_failures import CHECK_FAILED
 from v6_pipeline.reconcile import DiscrepancyType
-from v6_pipeline.run.failures import CHECK_FAILED
 from v6_pipeline.stream.liveness import StreamLiveness
 
 ASSET = "position_discrepancies"
@@ -47,11 +42,13 @@ WARN_CHECKS: dict[DiscrepancyType, tuple[str, str]] = {
 _LEG_COLUMNS = ["account", "symbol", "conid", "ib_position", "delta_position", "details"]
 
 
-def check_specs(windows: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+def check_specs() -> list[dg.AssetCheckSpec]:
+    """The checks, unpartitioned: Dagster rolls a partitioned check up as failed while
+    any window's current evaluation failed, so the first naked window ever would keep
+    the node red for good; the past is per window, in each window's metadata."""
+
     def spec(name: str, description: str, *, blocking: bool = False) -> dg.AssetCheckSpec:
-        return dg.AssetCheckSpec(
-            name, asset=ASSET, description=description, blocking=blocking, partitions_def=windows
-        )
+        return dg.AssetCheckSpec(name, asset=ASSET, description=description, blocking=blocking)
 
     return [
         spec(
@@ -93,20 +90,6 @@ class Verdict:
     metadata: dict[str, object]
     description: str | None = None
 
-    def evaluation(
-        self, partition: str, target: AssetCheckEvaluationTargetMaterializationData | None
-    ) -> dg.AssetCheckEvaluation:
-        return dg.AssetCheckEvaluation(
-            asset_key=dg.AssetKey(ASSET),
-            check_name=self.check,
-            passed=self.passed,
-            severity=self.severity,
-            metadata=self.metadata,
-            description=self.description,
-            partition=partition,
-            target_materialization_data=target,
-        )
-
     def result(self) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
             check_name=self.check,
@@ -115,34 +98,6 @@ class Verdict:
             metadata=self.metadata,
             description=self.description,
         )
-
-
-def judged_materializations(
-    instance: dg.DagsterInstance, partitions: Sequence[str]
-) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
-    """Each window's newest materialization of the asset, which its verdicts judge (the
-    UI shows a window's check result only when it targets that materialization); a window
-    never materialized is absent. Newest first, so a range materialized together is one
-    query, not one per window; a page only asks for the windows still unfound."""
-    found: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
-    missing = set(partitions)
-    cursor = None
-    while missing:
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(ASSET), asset_partitions=sorted(missing)),
-            limit=len(missing),
-            cursor=cursor,
-        )
-        for record in page.records:
-            if record.partition_key in missing:
-                missing.discard(record.partition_key)
-                found[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
-                    storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
-                )
-        if not page.has_more:
-            break
-        cursor = page.cursor
-    return found
 
 
 def window_verdicts(
@@ -236,32 +191,32 @@ def _stream_verdict(window: str, stream: StreamLiveness | None) -> Verdict:
     )
 
 
-def range_verdicts(per_window: dict[str, list[Verdict]]) -> list[Verdict]:
-    """Each check's verdict over a range: passed when it passed in every window."""
-    first = next(iter(per_window.values()))
-    merged = []
-    for index, template in enumerate(first):
-        failed = [w for w, verdicts in per_window.items() if not verdicts[index].passed]
-        merged.append(
-            Verdict(
-                template.check,
-                not failed,
-                template.severity,
-                {
-                    "windows": len(per_window),
-                    "failed_windows": dg.MetadataValue.json(failed),
-                    "note": "One evaluation per window is in the run's log and on each "
-                    "window's partition.",
-                },
-                description=(
-                    f"failed in {len(failed)} of {len(per_window)} windows: {', '.join(failed[:5])}"
-                    + (" ..." if len(failed) > 5 else "")
-                    if failed
-                    else None
-                ),
-            )
-        )
-    return merged
+def verdict_line(verdicts: Sequence[Verdict]) -> str:
+    """A window's verdict in one line, the first of its partition page: NAKED with the
+    legs, WARN with the failed checks, or OK."""
+    failed = [v for v in verdicts if not v.passed]
+    naked = next((v for v in failed if v.check == NAKED_CHECK), None)
+    if naked is not None:
+        return f"NAKED: {naked.description or 'naked position(s)'}"
+    if failed:
+        return "WARN: " + "; ".join(f"{v.check}: {failed_sentence(v)}" for v in failed)
+    return "OK: every check passed"
+
+
+def failed_checks(verdicts: Sequence[Verdict]) -> dg.JsonMetadataValue:
+    return dg.MetadataValue.json([v.check for v in verdicts if not v.passed])
+
+
+def failed_sentence(verdict: Verdict) -> str:
+    """A failed check as one line: its own description, else its claim and how many
+    positions break it."""
+    if verdict.description:
+        return verdict.description
+    claim = next((c for n, c in WARN_CHECKS.values() if n == verdict.check), None)
+    count = verdict.metadata.get("count")
+    if claim and count is not None:
+        return f"{claim.rstrip('.')}: not so for {count} position(s)"
+    return "failed"
 
 
 def naked_failure(window: str, verdicts: Sequence[Verdict]) -> dg.Failure | None:

@@ -16,8 +16,8 @@ from v6_pipeline.lake.snapshots import StoredSnapshot, UnjudgedWindow
 from v6_pipeline.reconcile import SEVERITY, DiscrepancyType
 
 if TYPE_CHECKING:
-    from v6_pipeline.defs.judging import JudgedWindow
     from v6_pipeline.defs.resources import ReconciliationSettings
+    from v6_pipeline.judging import JudgedWindow
 
 MAX_TABLE_ROWS = 50  # a markdown table longer than this is cut, saying so
 

@@ -1,41 +1,70 @@
 """The 5-minute UTC windows every asset is partitioned by.
 
-Dagster recommends at most ~100k partitions per asset and its UI slows near there; a
-year of 5-minute windows is 105,120. So the first window is configurable
-(`V6_PARTITIONS_START`, a UTC ISO time) and defaults to the first day of the previous
-UTC month: between ~8,900 and ~17,900 keys, and stable for a month at a time.
-Windows before the start stay in the lake; roll the start forward to keep the key
-count low, back to backfill older windows.
+The first window is the first one the pipeline snapshotted (the oldest row of
+`ib_snapshot_log`), so the fill a lineage node shows is the share of its own life the
+pipeline judged: a healthy pipeline reads near 100%, and every missing window is one it
+missed. Before the first snapshot it is the newest closed window. `V6_PARTITIONS_START`
+(a UTC ISO time) overrides it: earlier to show older windows, later to keep the key
+count low (Dagster recommends at most ~100k partitions per asset; a year of 5-minute
+windows is 105,120).
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 import dagster as dg
 
-WINDOW = timedelta(minutes=5)
-KEY_FORMAT = "%Y-%m-%d-%H:%M"
+# The windows' arithmetic is pure (`windowing`); Dagster's partitions are built on it.
+from v6_pipeline.windowing import KEY_FORMAT, WINDOW, last_closed_window, window_key, window_start
+
+__all__ = [
+    "START_ENV",
+    "WINDOW",
+    "last_closed_window",
+    "partitions_start",
+    "validate_key",
+    "window_key",
+    "window_partitions",
+    "window_start",
+]
+
 START_ENV = "V6_PARTITIONS_START"
+_log = logging.getLogger(__name__)
 
 
-def default_start(now: datetime) -> datetime:
-    """The first day of the month before `now`'s, at 00:00 UTC."""
-    first_of_month = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return (first_of_month - timedelta(days=1)).replace(day=1)
-
-
-def partitions_start(environ: Mapping[str, str] = os.environ) -> datetime:
+def partitions_start(
+    environ: Mapping[str, str] = os.environ,
+    *,
+    first_run: Callable[[], datetime | None],
+    now: datetime | None = None,
+) -> datetime:
+    """`V6_PARTITIONS_START`, else the first window snapshotted (`first_run()`), else the
+    newest closed window. A lake that cannot be read at load time is said in the log and
+    costs only the fill: the windows then start at the newest closed one."""
     raw = environ.get(START_ENV, "")
     if raw and not raw.strip():
         raise ValueError(
-            f"{START_ENV}={raw!r} is blank: unset it to start the windows on the first day of "
-            "the previous month, or write a UTC time, e.g. 2026-11-01T00:00:00Z"
+            f"{START_ENV}={raw!r} is blank: unset it to start the windows at the first one "
+            "the pipeline snapshotted, or write a UTC time, e.g. 2026-11-01T00:00:00Z"
         )
     if not (raw := raw.strip()):
-        return default_start(datetime.now(UTC))
+        newest = last_closed_window(now or datetime.now(UTC))
+        try:
+            first = first_run()
+        except Exception as exc:  # any storage failure: the UI still loads
+            _log.warning(
+                "cannot read when the pipeline first ran (%s): the windows start at %s; set "
+                "%s to fix them",
+                exc,
+                window_key(newest),
+                START_ENV,
+            )
+            return newest
+        return newest if first is None else min(first, newest)
     try:
         start = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -57,22 +86,6 @@ def window_partitions(start: datetime) -> dg.TimeWindowPartitionsDefinition:
     )
 
 
-def window_start(key: str) -> datetime:
-    """The UTC start of the window named `key` (`2026-11-25-14:05`)."""
-    return datetime.strptime(key, KEY_FORMAT).replace(tzinfo=UTC)
-
-
-def window_key(start: datetime) -> str:
-    return start.astimezone(UTC).strftime(KEY_FORMAT)
-
-
-def last_closed_window(now: datetime) -> datetime:
-    """The start of the newest window that has ended by `now`."""
-    now = now.astimezone(UTC)
-    floor = now.replace(second=0, microsecond=0) - timedelta(minutes=now.minute % 5)
-    return floor - WINDOW
-
-
 def validate_key(key: str, partitions: dg.TimeWindowPartitionsDefinition) -> str:
     """`key`, if it names a window of `partitions`; else a ValueError that says why."""
     try:
@@ -88,7 +101,8 @@ def validate_key(key: str, partitions: dg.TimeWindowPartitionsDefinition) -> str
         first = partitions.start.astimezone(UTC)
         if start < first:
             raise ValueError(
-                f"window {key} is before the first partition ({window_key(first)}); set "
+                f"window {key} is before the first window ({window_key(first)}), the first "
+                f"the pipeline snapshotted unless {START_ENV} says otherwise; set "
                 f"{START_ENV} earlier to reach it"
             )
         raise ValueError(f"window {key} has not closed yet: a window is judged after it ends")

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from v6_pipeline.defs.dead_runs import live_runs
 from v6_pipeline.defs.jobs import lake_maintenance_job, reconciliation_job
 from v6_pipeline.defs.partitions import last_closed_window, window_key
-from v6_pipeline.run.liveness import live_runs
 
 
 @dg.schedule(

@@ -25,8 +25,8 @@ from v6_pipeline.alerts.observations import Observation
 from v6_pipeline.alerts.state import IncidentKind
 from v6_pipeline.alerts.tick import AlertCursor, shared_tick, tick_note
 from v6_pipeline.defs.alert_feed import JOB, FeedPosition, LakeUnreadableError, read_feed
+from v6_pipeline.defs.dead_runs import reap_dead_runs
 from v6_pipeline.defs.resources import AlertsResource, LakeResource
-from v6_pipeline.run.liveness import reap_dead_runs
 
 # The time to page is at most one interval (and the daemon's 5 s loop) after a window is
 # judged (README): the discrepancy and failure sensors look every 5 s. A tick that finds

@@ -6,7 +6,6 @@ the `position_updates` log below, written relative to the moment the demo runs.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -46,10 +45,6 @@ _UPDATES: list[_Update] = [
 def portfolio_path() -> Path:
     """The demo portfolio file shipped with the package."""
     return Path(str(resources.files("v6_pipeline.demo").joinpath("portfolio.json")))
-
-
-def portfolio_json() -> dict[str, Any]:
-    return json.loads(portfolio_path().read_text())
 
 
 # The naked leg: Delta holds it open, IB reports nothing (`v6 demo --ui`'s streamer

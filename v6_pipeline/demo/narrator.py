@@ -19,6 +19,7 @@ import polars as pl
 from v6_pipeline.alerts import log as alert_log
 from v6_pipeline.defs.partitions import window_start
 from v6_pipeline.lake import Lake
+from v6_pipeline.reconcile import DiscrepancyType
 
 JOB = "reconciliation_job"
 _DONE = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
@@ -101,7 +102,7 @@ class Narrator:
 
     def _verdict(self, key: str, run: dg.DagsterRun, record: dg.RunRecord) -> str:
         rows = self.lake.read_discrepancies(window_start=window_start(key))
-        naked = rows.filter(pl.col("type") == "NAKED_POSITION").height
+        naked = rows.filter(pl.col("type") == DiscrepancyType.NAKED_POSITION.value).height
         warnings = rows.height - naked
         ended = record.end_time
         at = datetime.fromtimestamp(ended, UTC).strftime("%H:%M:%S") if ended else "--:--:--"

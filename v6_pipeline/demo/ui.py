@@ -21,8 +21,7 @@ from typing import IO
 
 from v6_pipeline.demo.book import NAKED_LEG
 from v6_pipeline.demo.narrator import Narrator
-
-STREAM_CLIENT_ID = "607"  # `v6 stream`'s default, apart from the pipeline's
+from v6_pipeline.settings import STREAM_CLIENT_ID  # `v6 stream`'s, apart from the pipeline's
 
 
 def dg_command() -> str:
@@ -44,7 +43,8 @@ def serve_ui(
     print("one every 5 minutes, and the alert sensors run (Automation).")
     print(f"In {fix_after:g} s the demo starts `v6 stream`: its first snapshot writes what IB")
     print(f"holds to position_updates, closing {NAKED_LEG}; from the next window on,")
-    print("no_naked_positions passes and the run is green.")
+    print("no_naked_positions passes: the run, the lineage node and the Checks tab are green,")
+    print(f"and window {first} keeps its NAKED verdict on its own partition page.")
     # Its own process group, so Ctrl-C and the shutdown reach the daemon and webserver.
     # Run from the instance's folder: `dg dev` warns about any other dagster.yaml in
     # its working folder (the repository's own, for one).
@@ -89,7 +89,7 @@ class _Streamer:
     """`v6 stream` as a child process, its log in a file beside the demo's lake."""
 
     def __init__(self, env: dict[str, str], *, log_path: Path) -> None:
-        self._env = {"V6_STREAM_CLIENT_ID": STREAM_CLIENT_ID, **env}
+        self._env = {STREAM_CLIENT_ID.variable: STREAM_CLIENT_ID.default, **env}
         self._log_path = log_path
         self._log: IO[bytes] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -102,7 +102,7 @@ class _Streamer:
                 return
             self._log = self._log_path.open("ab")
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "v6_pipeline.stream"],
+                [sys.executable, "-m", "v6_pipeline.cli", "stream"],
                 env=self._env,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,

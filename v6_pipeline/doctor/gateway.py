@@ -17,8 +17,8 @@ from datetime import UTC
 from ib_async import IB, Client
 
 from v6_pipeline.doctor.report import Line, fail, note, ok, skip
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.errors import IBSnapshotError
-from v6_pipeline.ib.protocol import ErrorCode
 from v6_pipeline.ib.snapshot import IBSnapshot, take_snapshot
 
 # The API socket ports IB's products use by default, as IB's settings page names them.

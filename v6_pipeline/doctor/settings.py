@@ -61,7 +61,7 @@ def alert_sinks_line(read: Read) -> Line:
 
     item = "alert sinks"
     if not read.has(s.ALERT_URLS):
-        return fail(item, "V6_ALERT_URLS is not valid (see settings above)")
+        return fail(item, f"{s.ALERT_URLS.variable} is not valid (see settings above)")
     try:
         urls = parse_urls(read.get(s.ALERT_URLS) or "")
     except ValueError as exc:
@@ -69,8 +69,8 @@ def alert_sinks_line(read: Read) -> Line:
     if not urls:
         return ok(
             item,
-            "V6_ALERT_URLS is empty: alerts go to the log and alert_log only (set it to page "
-            "someone; README, Alerts)",
+            f"{s.ALERT_URLS.variable} is empty: alerts go to the log and alert_log only (set it "
+            "to page someone; README, Alerts)",
         )
     names = ", ".join(redact(u) for u in urls)
     return ok(item, f"{len(urls)} sink(s): {names} (send a test alert: `v6 alerts test`)")

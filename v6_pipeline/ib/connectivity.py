@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from v6_pipeline.ib.protocol import ErrorCode
+from v6_pipeline.ib.error_codes import ErrorCode
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ whether trying again within the same run can help.
 
 from __future__ import annotations
 
-from v6_pipeline.ib.protocol import ErrorCode
+from v6_pipeline.ib.error_codes import ErrorCode
 
 _API_PORTS = "paper Gateway 4002, live Gateway 4001, paper TWS 7497, live TWS 7496"
 _ENABLE_API = "Configure > Settings > API: 'Enable ActiveX and Socket Clients'"

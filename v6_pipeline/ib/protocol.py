@@ -87,33 +87,6 @@ class Outgoing(IntEnum):
     COMPLETED_ORDERS_END = 102
 
 
-class ErrorCode(IntEnum):
-    """Codes of error frames (IB's "Message Codes" of the TWS API documentation)."""
-
-    SERVER_ERROR_READING = 320
-    """server error when reading an API client request"""
-    SERVER_ERROR_VALIDATING = 321
-    """server error when validating an API client request (read-only mode refuses orders)"""
-    SERVER_ERROR_PROCESSING = 322
-    """server error when processing an API client request (ib_async ends the request)"""
-    CLIENT_ID_IN_USE = 326
-    """client id already in use: sent in answer to startApi, then the gateway closes"""
-    NOT_CONNECTED = 504
-    """a request sent while the gateway has no API connection"""
-    CONNECTIVITY_LOST = 1100
-    """connectivity between IB and TWS has been lost"""
-    CONNECTIVITY_RESTORED_DATA_LOST = 1101
-    """restored, but market data subscriptions were lost: resubscribe"""
-    CONNECTIVITY_RESTORED_DATA_MAINTAINED = 1102
-    """restored, and data subscriptions were kept"""
-    SOCKET_PORT_RESET = 1300
-    """the TWS socket port was reset and this connection is being dropped"""
-    CONNECTIVITY_BROKEN = 2110
-    """connectivity between TWS and the server is broken; restored automatically"""
-    COMPETING_LIVE_SESSION = 10197
-    """no market data during a competing live session"""
-
-
 # Where a request carries the id the client expects back in an error frame (ib_async
 # and ibapi agree at server versions 157..178): after a version field in most older
 # requests, first in placeOrder (the order id), historical data, scanner and the
@@ -213,12 +186,6 @@ class Hello:
     min_version: int
     max_version: int
     options: str = ""
-
-
-def client_hello(min_version: int, max_version: int, options: str = "") -> bytes:
-    """The bytes a client opens with (`API\\0` + `vMIN..MAX[ OPTIONS]`)."""
-    version = f"v{min_version}..{max_version}" + (f" {options}" if options else "")
-    return API_PREFIX + prefix(version.encode("ascii"))
 
 
 def parse_hello(payload: bytes) -> Hello:
@@ -360,10 +327,3 @@ def open_order_end() -> bytes:
 def completed_orders_end() -> bytes:
     # No version field: ib_async's decoder skips only the id, ibapi reads nothing.
     return frame(Outgoing.COMPLETED_ORDERS_END)
-
-
-# --- messages a client sends (for tests and probes) ---------------------------
-
-
-def start_api(client_id: int, optional_capabilities: str = "") -> bytes:
-    return frame(Incoming.START_API, 2, client_id, optional_capabilities)

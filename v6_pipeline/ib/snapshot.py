@@ -32,6 +32,7 @@ from ib_async import IB, Contract, Position
 
 from v6_pipeline.ib.connectivity import CONNECTIVITY
 from v6_pipeline.ib.decoder_log import DroppedPositionFrames
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.errors import (
     ClientIdInUseError,
     ConnectivityLostError,
@@ -45,12 +46,15 @@ from v6_pipeline.ib.errors import (
     NonFinitePositionError,
     SnapshotTimeoutError,
 )
-from v6_pipeline.ib.protocol import ErrorCode
 from v6_pipeline.lake.schemas import IB_POSITION_SNAPSHOTS, polars_schema
+from v6_pipeline.settings import IB_CLIENT_ID, IB_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
 # The snapshot's columns: the stored table's, less what the pipeline adds per window.
+TIMEOUT_S = IB_TIMEOUT_S.value()  # for the whole snapshot, retries included
+BACKOFF_S = 0.5  # the first pause before a retry
+
 POSITIONS_SCHEMA: pl.Schema = polars_schema(
     IB_POSITION_SNAPSHOTS, drop=("window_start", "taken_at")
 )
@@ -86,10 +90,10 @@ def take_snapshot(
     port: int,
     client_id: int,
     *,
-    timeout_s: float = 30.0,
+    timeout_s: float = TIMEOUT_S,
     max_attempts: int | None = None,
-    backoff_s: float = 0.5,
-    client_id_setting: str = "V6_IB_CLIENT_ID",
+    backoff_s: float = BACKOFF_S,
+    client_id_setting: str = IB_CLIENT_ID.variable,
 ) -> IBSnapshot:
     """Blocking form of `take_snapshot_async`, safe to call from any thread."""
     with _ONE_AT_A_TIME:
@@ -111,10 +115,10 @@ async def take_snapshot_async(
     port: int,
     client_id: int,
     *,
-    timeout_s: float = 30.0,
+    timeout_s: float = TIMEOUT_S,
     max_attempts: int | None = None,
-    backoff_s: float = 0.5,
-    client_id_setting: str = "V6_IB_CLIENT_ID",
+    backoff_s: float = BACKOFF_S,
+    client_id_setting: str = IB_CLIENT_ID.variable,
 ) -> IBSnapshot:
     """Take one complete snapshot within `timeout_s`, retrying transient failures.
 
@@ -283,24 +287,32 @@ async def _first(
     raise TimeoutError
 
 
+def position_row(position: Position) -> dict[str, Any]:
+    """IB's position message as a row: the columns of `POSITIONS_SCHEMA` (a snapshot's)
+    and of a `position_updates` row without its `timestamp` (the stream's)."""
+    contract = position.contract
+    return {
+        "account": position.account,
+        "conid": contract.conId,
+        "symbol": contract.symbol,
+        "sec_type": contract.secType,
+        "right": contract.right,
+        "strike": contract.strike,
+        "expiry": contract.lastTradeDateOrContractMonth,
+        "multiplier": contract.multiplier,
+        "currency": contract.currency,
+        "position": position.position,
+        "avg_cost": position.avgCost,
+    }
+
+
 def _frame(rows: list[Position]) -> pl.DataFrame:
     """Positions as a frame, one row per (account, conid): a key repeated within one
     answer keeps its last value, as IB's later message supersedes the earlier."""
     _check_contracts(rows)
+    mapped = [position_row(p) for p in rows]
     frame = pl.DataFrame(
-        {
-            "account": [p.account for p in rows],
-            "conid": [p.contract.conId for p in rows],
-            "symbol": [p.contract.symbol for p in rows],
-            "sec_type": [p.contract.secType for p in rows],
-            "right": [p.contract.right for p in rows],
-            "strike": [p.contract.strike for p in rows],
-            "expiry": [p.contract.lastTradeDateOrContractMonth for p in rows],
-            "multiplier": [p.contract.multiplier for p in rows],
-            "currency": [p.contract.currency for p in rows],
-            "position": [p.position for p in rows],
-            "avg_cost": [p.avgCost for p in rows],
-        },
+        {name: [row[name] for row in mapped] for name in POSITIONS_SCHEMA.names()},
         schema=POSITIONS_SCHEMA,
     )
     return frame.unique(["account", "conid"], keep="last", maintain_order=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Concatenate, ParamSpec, TypeVar
 
 import polars as pl
+import pyarrow as pa
 
 from v6_pipeline.lake import checkpoint, paths, schemas
+from v6_pipeline.lake.append_only import append_rows, read_rows
 from v6_pipeline.lake.errors import LakeError
 from v6_pipeline.lake.latest import iter_latest, read_latest, read_latest_many
 from v6_pipeline.lake.maintenance import DEFAULT_RETENTION_HOURS, TableMaintenance, maintain_table
@@ -26,7 +28,7 @@ from v6_pipeline.lake.source import CREATE_HINT
 from v6_pipeline.lake.storage import reported
 from v6_pipeline.lake.tables import require
 from v6_pipeline.lake.updates import append_position_updates, create_position_updates
-from v6_pipeline.lake.windows import read_window, read_windows, write_windows
+from v6_pipeline.lake.windows import first_window, read_window, read_windows, write_windows
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +133,18 @@ class Lake:
         `confirming`, their confirming snapshots (None where none was taken)."""
         return read_snapshots(*self._snapshot_tables(confirming), window_starts=window_starts)
 
+    @_stored
+    def first_snapshot_window(self) -> datetime | None:
+        """The first window ever snapshotted here (None before the first): when the
+        pipeline first ran."""
+        return first_window(self.uri(paths.IB_SNAPSHOT_LOG))
+
     def _snapshot_tables(self, confirming: bool) -> tuple[str, str]:
         if confirming:
             return self.uri(paths.IB_CONFIRMING_SNAPSHOTS), self.uri(
                 paths.IB_CONFIRMING_SNAPSHOT_LOG
             )
         return self.uri(paths.IB_POSITION_SNAPSHOTS), self.uri(paths.IB_SNAPSHOT_LOG)
-
-    def write_discrepancies(self, frame: pl.DataFrame, *, window_start: datetime) -> None:
-        self.write_discrepancies_of(frame, window_starts=[window_start])
 
     @_stored
     def write_discrepancies_of(
@@ -198,6 +203,53 @@ class Lake:
             self.uri(paths.DELTA_LATEST_POSITIONS),
             window_starts=window_starts,
             schema=schemas.DELTA_LATEST_POSITIONS,
+        )
+
+    # --- the append-only tables ------------------------------------------------------
+
+    @_stored
+    def append_alert_log(self, rows: Sequence[Mapping[str, object]]) -> None:
+        """Append `alert_log` rows (`alerts/log.py` makes them)."""
+        table = pa.Table.from_pylist(list(rows), schema=schemas.ALERT_LOG)
+        append_rows(self.uri(paths.ALERT_LOG), table, properties=False)
+
+    @_stored
+    def read_alert_log(self) -> pl.DataFrame:
+        """Every `alert_log` row, oldest first; empty when nothing was logged yet."""
+        return read_rows(self.uri(paths.ALERT_LOG), schemas.ALERT_LOG, order_by="sent_at")
+
+    @_stored
+    def append_stream_status(self, rows: Sequence[Mapping[str, object]]) -> None:
+        """Append `stream_status` heartbeat rows; an older table gains the newer columns."""
+        table = pa.Table.from_pylist(list(rows), schema=schemas.STREAM_STATUS)
+        append_rows(self.uri(paths.STREAM_STATUS), table, merge_schema=True)
+
+    @_stored
+    def read_stream_status(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> pl.DataFrame:
+        """The heartbeat rows with `since <= heartbeat_at <= until`, oldest first."""
+        return read_rows(
+            self.uri(paths.STREAM_STATUS),
+            schemas.STREAM_STATUS,
+            order_by="heartbeat_at",
+            since=since,
+            until=until,
+        )
+
+    @_stored
+    def append_dead_letters(self, rows: Sequence[Mapping[str, object]]) -> None:
+        """Append `stream_dead_letters` rows."""
+        table = pa.Table.from_pylist(list(rows), schema=schemas.STREAM_DEAD_LETTERS)
+        append_rows(self.uri(paths.STREAM_DEAD_LETTERS), table)
+
+    @_stored
+    def read_dead_letters(self) -> pl.DataFrame:
+        """Every dead letter, oldest first; empty when none was ever set aside."""
+        return read_rows(
+            self.uri(paths.STREAM_DEAD_LETTERS),
+            schemas.STREAM_DEAD_LETTERS,
+            order_by="set_aside_at",
         )
 
     @_stored

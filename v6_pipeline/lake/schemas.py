@@ -10,18 +10,23 @@ import pyarrow as pa
 
 UTC_US = pa.timestamp("us", tz="UTC")
 
+# A contract's terms as IB describes it, in every table that holds positions.
+CONTRACT_TERMS = [
+    pa.field("sec_type", pa.string()),
+    pa.field("right", pa.string()),
+    pa.field("strike", pa.float64()),
+    pa.field("expiry", pa.string()),
+    pa.field("multiplier", pa.string()),
+    pa.field("currency", pa.string()),
+]
+
 # The event log the streamer writes: one row per position change.
 POSITION_UPDATES = pa.schema(
     [
         pa.field("account", pa.string()),
         pa.field("conid", pa.int64(), nullable=False),
         pa.field("symbol", pa.string(), nullable=False),
-        pa.field("sec_type", pa.string()),
-        pa.field("right", pa.string()),
-        pa.field("strike", pa.float64()),
-        pa.field("expiry", pa.string()),
-        pa.field("multiplier", pa.string()),
-        pa.field("currency", pa.string()),
+        *CONTRACT_TERMS,
         pa.field("position", pa.float64(), nullable=False),
         pa.field("avg_cost", pa.float64()),
         pa.field("timestamp", UTC_US, nullable=False),
@@ -39,12 +44,7 @@ IB_POSITION_SNAPSHOTS = pa.schema(
         pa.field("account", pa.string(), nullable=False),
         pa.field("conid", pa.int64(), nullable=False),
         pa.field("symbol", pa.string()),
-        pa.field("sec_type", pa.string()),
-        pa.field("right", pa.string()),
-        pa.field("strike", pa.float64()),
-        pa.field("expiry", pa.string()),
-        pa.field("multiplier", pa.string()),
-        pa.field("currency", pa.string()),
+        *CONTRACT_TERMS,
         pa.field("position", pa.float64(), nullable=False),
         pa.field("avg_cost", pa.float64()),
     ]
@@ -123,6 +123,71 @@ CHECKPOINT = pa.schema(
         *(field.with_nullable(True) for field in POSITION_UPDATES),
         pa.field("_seq", pa.int64()),
         pa.field("_tie", pa.float64()),  # another quantity at the row's timestamp (ambiguous)
+    ]
+)
+
+
+# `alert_log`: one row when an alert is raised, and one per sink and tick that tried it
+# (`alerts/log.py`).
+ALERT_LOG = pa.schema(
+    [
+        pa.field("sent_at", UTC_US, nullable=False),
+        pa.field("incident_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # open, changed, reminder, resolved
+        pa.field("status", pa.string(), nullable=False),  # raised, delivered, pending, lost
+        pa.field("severity", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("body", pa.string(), nullable=False),
+        pa.field("url", pa.string()),  # redacted; null on the `raised` row
+        pa.field("delivered", pa.bool_()),  # null on the `raised` row
+        pa.field("attempts", pa.int64(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("window_key", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+# `stream_status`: one row per heartbeat of `v6 stream` (`stream/status.py`). Columns
+# added since the first version are nullable, added to an older table on its next append.
+STREAM_STATUS = pa.schema(
+    [
+        pa.field("stream_id", pa.string(), nullable=False),
+        pa.field("heartbeat_at", UTC_US, nullable=False),
+        pa.field("connected", pa.bool_(), nullable=False),  # following IB's position events
+        pa.field("since", UTC_US, nullable=False),  # when `connected` last changed
+        pa.field("last_event_at", UTC_US),  # the newest position message received
+        pa.field("last_write_at", UTC_US),  # the newest commit to position_updates
+        pa.field("rows_written", pa.int64(), nullable=False),  # since `started_at`
+        pa.field("events", pa.int64(), nullable=False),  # messages received since `started_at`
+        pa.field("pending", pa.int64(), nullable=False),  # rows waiting for their commit
+        pa.field("reconnects", pa.int64(), nullable=False),
+        pa.field("last_error", pa.string()),
+        pa.field("started_at", UTC_US, nullable=False),
+        pa.field("hostname", pa.string(), nullable=False),
+        pa.field("pid", pa.int64(), nullable=False),
+        # Whether changes reach Delta, not only whether the process runs:
+        pa.field("oldest_pending_at", UTC_US),  # the oldest row waiting for its commit
+        pa.field("dead_letters", pa.int64()),  # messages set aside since `started_at`
+        pa.field("last_dead_letter_at", UTC_US),
+        # A change was set aside then, and no complete snapshot has been written since
+        pa.field("unrepaired_since", UTC_US),
+    ]
+)
+
+# `stream_dead_letters`: the position messages `v6 stream` set aside, one row each
+# (`stream/deadletters.py`).
+STREAM_DEAD_LETTERS = pa.schema(
+    [
+        pa.field("stream_id", pa.string(), nullable=False),
+        pa.field("set_aside_at", UTC_US, nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # a `Kind`
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("received_at", UTC_US),  # the message's arrival (a snapshot's: its time)
+        pa.field("account", pa.string()),
+        pa.field("conid", pa.string()),  # as received: it may not fit int64
+        pa.field("symbol", pa.string()),
+        pa.field("position", pa.float64()),
+        pa.field("raw", pa.string(), nullable=False),  # every field as received
     ]
 )
 

@@ -144,6 +144,14 @@ def read_windows(
     }
 
 
+def first_window(table_uri: str) -> datetime | None:
+    """The earliest `window_start` of a per-window table; None when it has none."""
+    if (table := try_open(table_uri)) is None:
+        return None
+    first = pl.scan_delta(table).select(pl.col("window_start").min()).collect().item()
+    return None if first is None else as_utc(first, "window_start")
+
+
 def _conform(frame: pl.DataFrame, *, window_starts: list[datetime], schema: pa.Schema) -> pa.Table:
     if "window_start" not in frame.columns:
         if len(window_starts) != 1 and not frame.is_empty():

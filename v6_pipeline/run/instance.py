@@ -21,12 +21,10 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres.utils import DagsterPostgresException
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from v6_pipeline.defs.assets import IB_POOL
-
-PG_URL_SETTING = "DAGSTER_PG_URL"
+from v6_pipeline.defs.run_failures import database_unreachable
 
 
 class InstanceUnavailableError(RuntimeError):
@@ -73,7 +71,7 @@ def open_instance(home: str | Path) -> dg.DagsterInstance:
             instance.get_runs(limit=1)
             instance.event_log_storage.get_concurrency_info(IB_POOL)
         except (DagsterPostgresException, OperationalError) as error:
-            raise InstanceUnavailableError(_unreachable(error)) from error
+            raise InstanceUnavailableError(database_unreachable(error)) from error
     serialize_pool_claims(instance)
     return instance
 
@@ -205,24 +203,6 @@ def _slot_lock(path: str) -> _SlotLock:
     the same file blocking the thread that holds the first."""
     with _SLOT_LOCKS_GUARD:
         return _SLOT_LOCKS.setdefault(path, _SlotLock(path))
-
-
-def _unreachable(error: BaseException) -> str:
-    """What PostgreSQL (psycopg2) said, without Dagster's and SQLAlchemy's wrappers, and
-    the setting to check; the password is never shown."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    said = next(iter(str(error).strip().splitlines()), type(error).__name__)
-    raw = os.environ.get(PG_URL_SETTING, "").strip()
-    try:
-        url = make_url(raw).render_as_string(hide_password=True) if raw else "not set"
-    except ArgumentError:
-        url = "not a database URL"
-    return (
-        f"cannot open the Dagster instance's PostgreSQL database ({PG_URL_SETTING}: {url}): "
-        f"{said}. Check that the server is up and reachable from here, and the user, "
-        f"password, host, port and database in {PG_URL_SETTING}"
-    )
 
 
 def instance_from_env() -> tuple[dg.DagsterInstance, str]:

@@ -30,6 +30,8 @@ def print_outcome(outcome: Outcome, *, out: Callable[[str], None] = print) -> No
     if outcome.naked_check_passed is False:
         naked = (outcome.discrepancies["type"] == "NAKED_POSITION").sum()
         out(f"CRITICAL  window {windows}: no_naked_positions FAILED ({naked} naked position(s))")
+        if outcome.failure:  # and the run failed for another reason too (a gap)
+            out(f"FAILED    {outcome.failure}")
     elif outcome.success:
         out(f"OK        window {windows}: no naked positions")
     else:

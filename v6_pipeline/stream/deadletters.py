@@ -18,38 +18,14 @@ from datetime import datetime
 from enum import StrEnum
 
 import polars as pl
-import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
 
-from v6_pipeline.lake.paths import STREAM_DEAD_LETTERS, table_uri
-from v6_pipeline.lake.schemas import UTC_US, polars_schema
-from v6_pipeline.lake.storage import reported, storage_options
-from v6_pipeline.lake.tables import PROPERTIES
+from v6_pipeline.lake import Lake
 from v6_pipeline.stream.updates import PositionUpdate
-
-TABLE = STREAM_DEAD_LETTERS
 
 
 class Kind(StrEnum):
     REFUSED = "refused"  # the book would not make a row of it
     UNWRITABLE = "unwritable"  # position_updates could not store its row
-
-
-STREAM_DEAD_LETTERS = pa.schema(
-    [
-        pa.field("stream_id", pa.string(), nullable=False),
-        pa.field("set_aside_at", UTC_US, nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # a `Kind`
-        pa.field("reason", pa.string(), nullable=False),
-        pa.field("received_at", UTC_US),  # the message's arrival (a snapshot's: its time)
-        pa.field("account", pa.string()),
-        pa.field("conid", pa.string()),  # as received: it may not fit int64
-        pa.field("symbol", pa.string()),
-        pa.field("position", pa.float64()),
-        pa.field("raw", pa.string(), nullable=False),  # every field as received
-    ]
-)
-DEAD_LETTER_COLUMNS: pl.Schema = polars_schema(STREAM_DEAD_LETTERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,32 +87,12 @@ def _number(value: object) -> float | None:
         return None
 
 
-def dead_letters_uri(lake_dir: str | os.PathLike[str]) -> str:
-    return table_uri(lake_dir, TABLE)
-
-
 def write_dead_letters(lake_dir: str | os.PathLike[str], letters: list[DeadLetter]) -> None:
     """Append `letters` (the table is created on the first)."""
-    if not letters:
-        return
-    rows = pa.Table.from_pylist([letter.row() for letter in letters], schema=STREAM_DEAD_LETTERS)
-    uri = dead_letters_uri(lake_dir)
-    options = storage_options(uri)
-    with reported(os.fspath(lake_dir)):
-        if DeltaTable.is_deltatable(uri, storage_options=options):
-            write_deltalake(uri, rows, mode="append", storage_options=options)
-        else:
-            write_deltalake(
-                uri, rows, mode="append", configuration=PROPERTIES, storage_options=options
-            )
+    if letters:
+        Lake(lake_dir).append_dead_letters([letter.row() for letter in letters])
 
 
 def read_dead_letters(lake_dir: str | os.PathLike[str]) -> pl.DataFrame:
     """Every dead letter, oldest first; an empty frame when none was ever set aside."""
-    uri = dead_letters_uri(lake_dir)
-    options = storage_options(uri)
-    with reported(os.fspath(lake_dir)):
-        if not DeltaTable.is_deltatable(uri, storage_options=options):
-            return pl.DataFrame(schema=DEAD_LETTER_COLUMNS)
-        rows = pl.scan_delta(uri, storage_options=options)
-        return rows.select(DEAD_LETTER_COLUMNS.names()).sort("set_aside_at").collect()
+    return Lake(lake_dir).read_dead_letters()

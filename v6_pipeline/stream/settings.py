@@ -1,9 +1,10 @@
 """`v6 stream`'s settings: the pipeline's IB and lake settings, plus the stream's own.
 
 The gateway's address, the snapshot timeout (`V6_IB_TIMEOUT_S`), the lake and the
-default account are read through the pipeline's own resources, so each has one default.
-The stream's own variables are `Setting`s of `v6_pipeline/settings.py` (one default, one
-bound each, shared with the pipeline's `position_stream_is_alive` check):
+default account are the pipeline's own `Setting`s of `v6_pipeline/settings.py`, read
+the way its resources read them, so each has one default. The stream's own variables
+are `Setting`s there too (one default, one bound each, shared with the pipeline's
+`position_stream_is_alive` check):
 
 | variable | default | meaning |
 |---|---|---|
@@ -22,6 +23,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from v6_pipeline.settings import (
+    ACCOUNTS,
+    DEFAULT_ACCOUNT,
+    IB_CLIENT_ID,
+    IB_HOST,
+    IB_PORT,
+    IB_TIMEOUT_S,
+    LAKE_DIR,
     STREAM_CLIENT_ID,
     STREAM_DEAD_AFTER_S,
     STREAM_FLUSH_S,
@@ -56,18 +64,11 @@ class StreamSettings:
 def stream_settings() -> StreamSettings:
     """The settings from the environment; ValueError (a `SettingError`, one sentence)
     names the first bad variable."""
-    # Dagster is imported only here: `v6 stream --help` and the pure modules stay light.
-    from v6_pipeline.defs.resources import IBGatewayResource, LakeResource, check_settings
-
-    ib_env, lake_env = IBGatewayResource.from_env(), LakeResource.from_env()
-    check_settings({"ib": ib_env, "lake": lake_env})
-    with (
-        ib_env.process_config_and_initialize_cm() as ib,
-        lake_env.process_config_and_initialize_cm() as lake,
-    ):
-        host, port = ib.address()
-        ib_client_id, timeout_s = ib.client_id, ib.timeout()
-        lake_dir, default_account = lake.root(), lake.account()
+    environ = os.environ
+    host, port = IB_HOST.read(environ), IB_PORT.read(environ)
+    ib_client_id, timeout_s = IB_CLIENT_ID.read(environ), IB_TIMEOUT_S.read(environ)
+    ACCOUNTS.read(environ)  # not the stream's, but checked as the pipeline checks it
+    lake_dir, default_account = LAKE_DIR.read(environ), DEFAULT_ACCOUNT.read(environ)
     client_id = stream_client_id(os.environ)
     if client_id == ib_client_id:
         raise SettingError(

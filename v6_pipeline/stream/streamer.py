@@ -36,8 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.errors import ClientIdInUseError, IBSnapshotError
-from v6_pipeline.ib.protocol import ErrorCode
 from v6_pipeline.ib.snapshot import IBSnapshot, take_snapshot_async
 from v6_pipeline.lake import Lake
 from v6_pipeline.lake.errors import LakeError

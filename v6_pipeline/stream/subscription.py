@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 from ib_async import IB, Position
 
 from v6_pipeline.ib.decoder_log import DroppedPositionFrames
-from v6_pipeline.ib.protocol import ErrorCode
+from v6_pipeline.ib.error_codes import ErrorCode
+from v6_pipeline.ib.snapshot import position_row
 from v6_pipeline.stream.updates import PositionUpdate, update
 
 log = logging.getLogger(__name__)
@@ -124,23 +125,7 @@ class Subscription:
     def _on_position(self, position: Position) -> None:
         if self.ended.done():
             return  # whatever follows an end is for the next snapshot to judge
-        contract = position.contract
-        self._on_message(
-            update(
-                account=position.account,
-                conid=contract.conId,
-                symbol=contract.symbol,
-                sec_type=contract.secType,
-                right=contract.right,
-                strike=contract.strike,
-                expiry=contract.lastTradeDateOrContractMonth,
-                multiplier=contract.multiplier,
-                currency=contract.currency,
-                position=position.position,
-                avg_cost=position.avgCost,
-                timestamp=datetime.now(UTC),
-            )
-        )
+        self._on_message(update(**position_row(position), timestamp=datetime.now(UTC)))
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
         if code == ErrorCode.CONNECTIVITY_LOST:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from v6_pipeline.alerts import log
 from v6_pipeline.alerts.delivery import Courier, Outbox
+from v6_pipeline.lake import schemas
 from v6_pipeline_tests.alerts.support import T0, naked_envelope, webhook
 
 
 def test_rows_are_written_and_read_back_with_urls_redacted(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     assert log.read(lake).is_empty()
-    assert log.read(lake).columns == log.SCHEMA.names
+    assert log.read(lake).columns == schemas.ALERT_LOG.names
     env = naked_envelope()
     with webhook() as up:
         with webhook() as down:

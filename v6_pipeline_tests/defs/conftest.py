@@ -19,7 +19,7 @@ from v6_pipeline.defs.resources import (
 from v6_pipeline.demo.book import DEMO_STALE_AFTER_S, demo_position_updates
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.lake import Lake
-from v6_pipeline_tests.defs.support import Pipeline
+from v6_pipeline_tests.defs.support import Pipeline, history_start
 
 
 @pytest.fixture
@@ -31,14 +31,16 @@ def instance() -> Iterator[dg.DagsterInstance]:
 @pytest.fixture
 def pipeline(tmp_path: Path, demo_gateway: GatewayThread, instance: dg.DagsterInstance) -> Pipeline:
     lake_dir = tmp_path / "lake"
+    start = history_start()
     defs = build_defs(
         {
             "ib": IBGatewayResource(port=demo_gateway.port, timeout_s="2"),
             "lake": LakeResource(lake_dir=str(lake_dir)),
             "settings": ReconciliationSettings.from_env(stale_after_s=str(DEMO_STALE_AFTER_S)),
             "alerts": AlertsResource(),
-        }
+        },
+        start=start,
     )
     lake = Lake(lake_dir)
     lake.append_position_updates(demo_position_updates(datetime.now(UTC)))
-    return Pipeline(defs, lake, instance, demo_gateway)
+    return Pipeline(defs, lake, instance, demo_gateway, start)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -11,6 +11,14 @@ from v6_pipeline.definitions import build_defs
 from v6_pipeline.defs.partitions import last_closed_window, window_key
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.lake import Lake
+
+TEST_HISTORY = timedelta(days=2)  # how far back the tests' windows go
+
+
+def history_start() -> datetime:
+    """The first window of the tests' definitions: they judge past windows they store
+    snapshots of, which the default (the first window snapshotted) would leave out."""
+    return last_closed_window(datetime.now(UTC)) - TEST_HISTORY
 
 
 @dataclass
@@ -21,9 +29,10 @@ class Pipeline:
     lake: Lake
     instance: dg.DagsterInstance
     gateway: GatewayThread
+    start: datetime  # the first window
 
     def with_resources(self, **overrides: dg.ConfigurableResource) -> dg.Definitions:
-        return build_defs({**self.defs.resources, **overrides})
+        return build_defs({**self.defs.resources, **overrides}, start=self.start)
 
     def newest_key(self) -> str:
         return window_key(last_closed_window(datetime.now(UTC)))

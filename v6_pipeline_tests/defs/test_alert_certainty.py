@@ -39,7 +39,7 @@ from v6_pipeline_tests.production.conftest import s3_server as s3_server
 from v6_pipeline_tests.production.s3 import S3Server
 from v6_pipeline_tests.support import free_port
 
-from .support import Pipeline
+from .support import Pipeline, history_start
 from .test_sensors import Sensor, alerting, delta_row, hook, titles
 from .test_windows import past, store_snapshots
 
@@ -172,9 +172,10 @@ def s3_pipeline(gateway: GatewayThread, lake: Lake, instance: dg.DagsterInstance
             "lake": LakeResource(lake_dir=lake.lake_dir),
             "settings": ReconciliationSettings.from_env(stale_after_s=str(DEMO_STALE_AFTER_S)),
             "alerts": AlertsResource(),
-        }
+        },
+        start=(start := history_start()),
     )
-    return Pipeline(defs, lake, instance, gateway)
+    return Pipeline(defs, lake, instance, gateway, start)
 
 
 def test_an_s3_lake_out_of_reach_during_a_tick_neither_resolves_nor_sends(

@@ -63,7 +63,7 @@ def test_a_window_rewritten_since_its_materialization_is_read_not_refused(
     rows = pipeline.lake.read_discrepancies(window_start=window_start(key))
     fewer = rows.filter(pl.col("type") == "NAKED_POSITION")
     assert 0 < fewer.height < rows.height
-    pipeline.lake.write_discrepancies(fewer, window_start=window_start(key))
+    pipeline.lake.write_discrepancies_of(fewer, window_starts=[window_start(key)])
     found, _ = read_feed(pipeline.instance, pipeline.lake, position, now=datetime.now(UTC))
     [judged] = [o for o in found if isinstance(o, WindowJudged)]
     assert [leg.type for leg in judged.legs] == ["NAKED_POSITION"] * fewer.height
@@ -92,7 +92,9 @@ def test_a_backfill_into_another_lake_does_not_stop_the_feed(
     other = Lake(tmp_path / "test-lake")
     shutil.copytree(pipeline.lake.lake_dir, other.lake_dir)
     old = past(pipeline, 6)
-    store_snapshots(Pipeline(pipeline.defs, other, pipeline.instance, pipeline.gateway), old)
+    store_snapshots(
+        Pipeline(pipeline.defs, other, pipeline.instance, pipeline.gateway, pipeline.start), old
+    )
     elsewhere = pipeline.with_resources(lake=LakeResource(lake_dir=other.lake_dir))
     run_windows(elsewhere, window_key(old[0]), instance=pipeline.instance)
     found, _ = read_feed(

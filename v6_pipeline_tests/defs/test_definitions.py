@@ -7,14 +7,15 @@ import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from v6_pipeline.definitions import defs as load_defs
 from v6_pipeline.defs.partitions import (
     WINDOW,
-    default_start,
     last_closed_window,
     partitions_start,
     validate_key,
@@ -22,6 +23,8 @@ from v6_pipeline.defs.partitions import (
 )
 from v6_pipeline.defs.resources import ReconciliationSettings, resources_from_env
 from v6_pipeline.defs.schedules import reconciliation_schedule
+from v6_pipeline.lake import Lake, schemas
+from v6_pipeline.lake.schemas import polars_schema
 
 ASSETS = {"ib_position_snapshot", "delta_latest_positions", "position_discrepancies"}
 
@@ -128,20 +131,51 @@ class TestSchedule:
 
 
 class TestPartitions:
-    def test_default_start_is_the_previous_month(self) -> None:
-        assert default_start(datetime(2026, 11, 25, 14, 3, tzinfo=UTC)) == datetime(
-            2026, 10, 1, tzinfo=UTC
+    def test_the_windows_start_when_the_pipeline_first_ran(self, tmp_path: Path) -> None:
+        """The fill a node shows counts the windows since the first snapshot: before it,
+        the newest closed window; after it, that first window, however long ago."""
+        now = datetime(2026, 12, 7, 14, 3, tzinfo=UTC)
+        lake = Lake(tmp_path / "lake")
+        assert partitions_start({}, first_run=lake.first_snapshot_window, now=now) == datetime(
+            2026, 12, 7, 13, 55, tzinfo=UTC
         )
-        assert default_start(datetime(2027, 1, 2, tzinfo=UTC)) == datetime(2026, 12, 1, tzinfo=UTC)
-
-    def test_start_is_configurable(self) -> None:
-        assert partitions_start({"V6_PARTITIONS_START": "2026-06-01T00:05:00Z"}) == datetime(
+        first = datetime(2026, 11, 30, 9, 40, tzinfo=UTC)
+        for window in (first + WINDOW, first):  # written out of order: the oldest counts
+            lake.write_snapshot(
+                pl.DataFrame(schema=polars_schema(schemas.IB_POSITION_SNAPSHOTS)),
+                window_start=window,
+                taken_at=window + WINDOW,
+                accounts=["DU111"],
+                duration_s=0.1,
+            )
+        assert partitions_start({}, first_run=lake.first_snapshot_window, now=now) == first
+        env = {"V6_PARTITIONS_START": "2026-06-01T00:05:00Z"}
+        assert partitions_start(env, first_run=lake.first_snapshot_window) == datetime(
             2026, 6, 1, 0, 5, tzinfo=UTC
         )
+
+    def test_an_unreadable_lake_costs_only_the_fill(self, caplog) -> None:
+        def broken() -> datetime | None:
+            raise OSError("connection refused")
+
+        now = datetime(2026, 12, 7, 14, 3, tzinfo=UTC)
+        assert partitions_start({}, first_run=broken, now=now) == datetime(
+            2026, 12, 7, 13, 55, tzinfo=UTC
+        )
+        assert "cannot read when the pipeline first ran (connection refused)" in caplog.text
+        assert "V6_PARTITIONS_START" in caplog.text
+
+    def test_start_is_configurable(self) -> None:
+        def never() -> datetime | None:
+            raise AssertionError("the setting wins: the lake is not read")
+
+        assert partitions_start(
+            {"V6_PARTITIONS_START": "2026-06-01T00:05:00Z"}, first_run=never
+        ) == datetime(2026, 6, 1, 0, 5, tzinfo=UTC)
         with pytest.raises(ValueError, match="5-minute boundary"):
-            partitions_start({"V6_PARTITIONS_START": "2026-06-01T00:03:00Z"})
+            partitions_start({"V6_PARTITIONS_START": "2026-06-01T00:03:00Z"}, first_run=never)
         with pytest.raises(ValueError, match="not an ISO time"):
-            partitions_start({"V6_PARTITIONS_START": "yesterday"})
+            partitions_start({"V6_PARTITIONS_START": "yesterday"}, first_run=never)
 
     def test_keys_are_validated_where_users_type_them(self) -> None:
         newest = window_key(last_closed_window(datetime.now(UTC)))
@@ -156,7 +190,7 @@ class TestPartitions:
             validate_key(
                 window_key(last_closed_window(datetime.now(UTC)) + 2 * WINDOW), window_partitions
             )
-        with pytest.raises(ValueError, match="before the first partition"):
+        with pytest.raises(ValueError, match="before the first window"):
             validate_key("2001-01-01-00:00", window_partitions)
 
 

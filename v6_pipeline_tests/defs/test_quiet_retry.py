@@ -15,9 +15,9 @@ import pytest
 
 from v6_pipeline.alerts.quiet import QuietWindows
 from v6_pipeline.defs.partitions import last_closed_window
-from v6_pipeline.defs.quiet_retry import described, live_deadline, snapshot_through_resets
 from v6_pipeline.defs.resources import AlertsResource, IBGatewayResource
 from v6_pipeline.ib.errors import GatewayUnreachableError
+from v6_pipeline.quiet_retry import described, live_deadline, snapshot_through_resets
 from v6_pipeline.run.runner import EXIT_CRITICAL, EXIT_FAILED, run_windows
 from v6_pipeline_tests.defs.support import Pipeline
 from v6_pipeline_tests.support import free_port

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import dagster as dg
 import polars as pl
 
 from v6_pipeline.defs import checks
 from v6_pipeline.defs import metadata as md
-from v6_pipeline.defs.judging import judge, relevant_latest
 from v6_pipeline.defs.resources import ReconciliationSettings
+from v6_pipeline.judging import judge, relevant_latest
 from v6_pipeline.lake import schemas
 from v6_pipeline.lake.schemas import polars_schema
 from v6_pipeline.lake.snapshots import StoredSnapshot
@@ -94,31 +93,3 @@ def test_a_range_windows_verdicts_keep_outcome_counts_and_naming_description() -
     naked = light[0]
     assert not naked.passed
     assert "DU111" in (naked.description or "")
-
-
-def test_each_window_gets_its_newest_materialization_even_across_pages() -> None:
-    keys = ["2026-11-25-14:00", "2026-11-25-14:05", "2026-11-25-14:10"]
-    with dg.DagsterInstance.ephemeral() as instance:
-
-        def materialize(key: str) -> None:
-            instance.report_runless_asset_event(
-                dg.AssetMaterialization(asset_key=checks.ASSET, partition=key)
-            )
-
-        for key in keys:
-            materialize(key)
-        # The middle window re-materialized twice since: the newest three records hold
-        # no record of the first window, which must be found on a second page.
-        materialize(keys[1])
-        materialize(keys[1])
-        newest = {
-            key: instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey(checks.ASSET), asset_partitions=[key]),
-                limit=1,
-            ).records[0]
-            for key in keys
-        }
-        found = checks.judged_materializations(instance, [*keys, "2026-11-25-14:15"])
-    assert {k: t.storage_id for k, t in found.items()} == {
-        k: r.storage_id for k, r in newest.items()
-    }

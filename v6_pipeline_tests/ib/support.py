@@ -14,6 +14,19 @@ from ib_async import IB
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.gateway import Portfolio, PortfolioPosition
 
+# --- messages a client sends (the emulator's protocol.py encodes the gateway's side) ---
+
+
+def client_hello(min_version: int, max_version: int, options: str = "") -> bytes:
+    """The bytes a client opens with (`API\\0` + `vMIN..MAX[ OPTIONS]`)."""
+    version = f"v{min_version}..{max_version}" + (f" {options}" if options else "")
+    return protocol.API_PREFIX + protocol.prefix(version.encode("ascii"))
+
+
+def start_api(client_id: int, optional_capabilities: str = "") -> bytes:
+    return protocol.frame(protocol.Incoming.START_API, 2, client_id, optional_capabilities)
+
+
 # `await connect(client_id=None, *, readonly=True, timeout=5.0)` (the conftest fixture)
 Connect = Callable[..., Awaitable[IB]]
 
@@ -177,10 +190,10 @@ class RawClient:
         self, client_id: int, low: int = 157, high: int = 178
     ) -> tuple[list[str], list[str]]:
         """Handshake and startApi; returns the (managedAccounts, nextValidId) frames."""
-        self.writer.write(protocol.client_hello(low, high))
+        self.writer.write(client_hello(low, high))
         version, _ = await self.read()
         self.server_version = int(version)
-        self.writer.write(protocol.start_api(client_id))
+        self.writer.write(start_api(client_id))
         return await self.read(), await self.read()
 
     def send(self, *fields: object) -> None:

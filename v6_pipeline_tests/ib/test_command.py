@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from ib_async import IB
 
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.gateway import Portfolio
-from v6_pipeline.ib.protocol import ErrorCode, Incoming, Outgoing
+from v6_pipeline.ib.protocol import Incoming, Outgoing
 from v6_pipeline_tests.ib.support import SAMPLE, RawClient, fields, ib_rows, row_of, rows, until
 
 pytestmark = pytest.mark.anyio

@@ -8,8 +8,8 @@ import math
 import pytest
 from ib_async import IB
 
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.gateway import Gateway
-from v6_pipeline.ib.protocol import ErrorCode
 from v6_pipeline_tests.ib.support import SAMPLE, Connect, ib_rows, rows, until
 
 pytestmark = pytest.mark.anyio

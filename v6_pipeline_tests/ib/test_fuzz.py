@@ -15,7 +15,7 @@ from ib_async import IB
 
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.gateway import GatewayThread
-from v6_pipeline_tests.ib.support import SAMPLE, ib_rows, rows
+from v6_pipeline_tests.ib.support import SAMPLE, client_hello, ib_rows, rows, start_api
 
 READ_WINDOW_S = 0.02
 
@@ -33,9 +33,7 @@ raw_frames = st.binary(max_size=64).map(protocol.prefix)  # unterminated, non-AS
 openings = st.one_of(
     st.binary(max_size=200),  # anything at all
     st.builds(
-        lambda low, high, client_id: (
-            protocol.client_hello(low, high) + protocol.start_api(client_id)
-        ),
+        lambda low, high, client_id: client_hello(low, high) + start_api(client_id),
         st.sampled_from([100, 157]) | st.integers(0, 300),  # mostly real version ranges
         st.sampled_from([157, 178, 226]) | st.integers(0, 300),
         st.integers(1000, 2000),

@@ -10,10 +10,21 @@ import time
 import pytest
 
 from v6_pipeline.ib import protocol
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.gateway import Gateway, Portfolio
-from v6_pipeline.ib.protocol import ErrorCode, Incoming, Outgoing
+from v6_pipeline.ib.protocol import Incoming, Outgoing
 from v6_pipeline.ib.snapshot import take_snapshot_async
-from v6_pipeline_tests.ib.support import SAMPLE, Connect, RawClient, fields, ib_rows, rows, until
+from v6_pipeline_tests.ib.support import (
+    SAMPLE,
+    Connect,
+    RawClient,
+    client_hello,
+    fields,
+    ib_rows,
+    rows,
+    start_api,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -23,11 +34,11 @@ pytestmark = pytest.mark.anyio
     [
         (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "not a TWS API client"),
         (protocol.API_PREFIX + protocol.prefix(b"hello"), "not a version range"),
-        (protocol.client_hello(100, 150), "no common version"),
-        (protocol.client_hello(179, 200), "no common version"),
+        (client_hello(100, 150), "no common version"),
+        (client_hello(179, 200), "no common version"),
         (protocol.API_PREFIX + struct.pack(">I", 2**31), "over the limit"),
         (
-            protocol.client_hello(157, 178) + protocol.frame(Incoming.REQ_CURRENT_TIME, 1),
+            client_hello(157, 178) + protocol.frame(Incoming.REQ_CURRENT_TIME, 1),
             "expected startApi",
         ),
     ],
@@ -73,7 +84,7 @@ async def test_oversized_frame_after_start_closes_that_connection_only(
 
 @pytest.mark.parametrize(
     "sent",
-    [b"", protocol.API_PREFIX, protocol.client_hello(157, 178)[:-3]],
+    [b"", protocol.API_PREFIX, client_hello(157, 178)[:-3]],
     ids=["silent", "prefix-only", "half-a-frame"],
 )
 async def test_idle_client_before_start_is_closed(
@@ -90,7 +101,7 @@ async def test_idle_client_before_start_is_closed(
 
 async def test_client_that_leaves_mid_handshake_is_forgotten(gateway: Gateway) -> None:
     raw = await RawClient.open(gateway.host, gateway.port)
-    raw.writer.write(protocol.client_hello(157, 178)[:6])
+    raw.writer.write(client_hello(157, 178)[:6])
     await until(lambda: gateway.connections == 1)
 
     raw.close()
@@ -117,10 +128,10 @@ async def test_error_frame_follows_the_negotiated_version(
 
 async def test_nothing_is_sent_before_start_api(gateway: Gateway) -> None:
     raw = await RawClient.open(gateway.host, gateway.port)
-    raw.writer.write(protocol.client_hello(157, 178))
+    raw.writer.write(client_hello(157, 178))
     assert len(await raw.read()) == 2  # version and connection time only
 
-    raw.writer.write(protocol.start_api(3))
+    raw.writer.write(start_api(3))
 
     accounts, next_id = await raw.read(), await raw.read()
     assert accounts == fields(Outgoing.MANAGED_ACCTS, 1, "DU111,DU222")

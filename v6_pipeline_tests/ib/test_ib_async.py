@@ -8,8 +8,9 @@ import logging
 import pytest
 from ib_async import IB, LimitOrder, Stock
 
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.gateway import Gateway, Portfolio, PortfolioPosition
-from v6_pipeline.ib.protocol import ErrorCode, Incoming
+from v6_pipeline.ib.protocol import Incoming
 from v6_pipeline_tests.ib.support import SAMPLE, Connect, ib_rows, rows, until
 
 pytestmark = pytest.mark.anyio

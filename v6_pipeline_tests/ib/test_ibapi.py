@@ -12,8 +12,8 @@ from ibapi.client import EClient
 from ibapi.contract import Contract
 from ibapi.wrapper import EWrapper
 
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.gateway import GatewayThread, Portfolio
-from v6_pipeline.ib.protocol import ErrorCode
 from v6_pipeline_tests.ib.support import SAMPLE, Row, client_row, rows
 
 WAIT_S = 5.0

@@ -10,6 +10,7 @@ import pytest
 from ib_async import IB
 
 from v6_pipeline.ib import protocol
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.gateway import Fault, Gateway, Portfolio, parse_fault
 from v6_pipeline.ib.gateway.answers import (
     HUGE_CONID,
@@ -20,7 +21,6 @@ from v6_pipeline.ib.gateway.answers import (
     notices,
     position_updates,
 )
-from v6_pipeline.ib.protocol import ErrorCode
 from v6_pipeline_tests.ib.support import SAMPLE, Connect, until
 
 CHANGES = SAMPLE.positions[:2]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.errors import (
     ClientIdInUseError,
     ConnectivityLostError,
@@ -30,7 +31,7 @@ from v6_pipeline.ib.errors import (
     SnapshotTimeoutError,
 )
 from v6_pipeline.ib.gateway import GatewayThread, Portfolio
-from v6_pipeline.ib.protocol import ErrorCode, Incoming, Outgoing
+from v6_pipeline.ib.protocol import Incoming, Outgoing
 from v6_pipeline.ib.snapshot import POSITIONS_SCHEMA, IBSnapshot, checked_positions, take_snapshot
 from v6_pipeline.reconcile import reconcile
 from v6_pipeline_tests.support import DEMO

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from v6_pipeline.ib import protocol
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.gateway import (
     Fault,
     FaultError,
@@ -69,7 +70,7 @@ def test_position_frame_has_exactly_16_fields() -> None:
 
 @pytest.mark.parametrize(("version", "count"), [(157, 5), (165, 5), (166, 6), (178, 6)])
 def test_error_layout_follows_the_version(version: int, count: int) -> None:
-    frame = protocol.error(version, 7, protocol.ErrorCode.SERVER_ERROR_VALIDATING, "x")
+    frame = protocol.error(version, 7, ErrorCode.SERVER_ERROR_VALIDATING, "x")
     assert len(protocol.fields_of(frame[4:])) == count
 
 
@@ -94,7 +95,7 @@ def test_read_payload_refuses_an_oversized_frame_before_reading_it() -> None:
 def test_error_codes_are_ibs() -> None:
     """The one place the numbers are written down again: IB's documented values (TWS API
     "Message Codes"). Everything else uses the names."""
-    assert {code.name: code.value for code in protocol.ErrorCode} == {
+    assert {code.name: code.value for code in ErrorCode} == {
         "SERVER_ERROR_READING": 320,
         "SERVER_ERROR_VALIDATING": 321,
         "SERVER_ERROR_PROCESSING": 322,

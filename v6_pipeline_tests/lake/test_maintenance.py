@@ -9,7 +9,8 @@ from pathlib import Path
 import polars as pl
 from deltalake import DeltaTable
 
-from v6_pipeline.lake import Lake, checkpoint, command, latest, read_latest
+from v6_pipeline.cli import lake as lake_command
+from v6_pipeline.lake import Lake, checkpoint, latest, read_latest
 from v6_pipeline.lake.paths import checkpoint_uri
 from v6_pipeline.lake.tables import PROPERTIES
 
@@ -19,7 +20,7 @@ def test_maintain_compacts_vacuums_and_keeps_answers(tmp_path, append, minute, e
     for step in range(4):
         append([("A", 3 * step, step, step), ("B", 3 * step, -step, step)])  # one partition
     for m in range(0, 20, 5):
-        lake.write_discrepancies(
+        lake.write_discrepancies_of(
             pl.DataFrame(
                 {
                     "as_of": [minute(m)],
@@ -31,7 +32,7 @@ def test_maintain_compacts_vacuums_and_keeps_answers(tmp_path, append, minute, e
                     "details": ["old"],
                 }
             ),
-            window_start=minute(m),
+            window_starts=[minute(m)],
         )
     updates = lake.uri("position_updates")
     before = read_latest(updates, as_of=minute(10))
@@ -74,12 +75,12 @@ def test_since_limits_compaction_to_recent_days(tmp_path, minute):
 
 def test_command_init_and_maintain(tmp_path, capsys, monkeypatch):
     parser = argparse.ArgumentParser()
-    command.configure(parser)
+    lake_command.configure(parser)
     monkeypatch.setenv("V6_LAKE_DIR", str(tmp_path / "lake"))
 
-    assert command.run(parser.parse_args(["init"])) == 0
-    assert command.run(parser.parse_args(["init"])) == 0
-    assert command.run(parser.parse_args(["maintain", "--retention-hours", "0"])) == 0
+    assert lake_command.run(parser.parse_args(["init"])) == 0
+    assert lake_command.run(parser.parse_args(["init"])) == 0
+    assert lake_command.run(parser.parse_args(["maintain", "--retention-hours", "0"])) == 0
 
     out = capsys.readouterr().out.splitlines()
     where = str(tmp_path / "lake" / "position_updates")
@@ -102,7 +103,7 @@ def test_project_tables_checkpoint_their_delta_log(tmp_path, rows, minute, monke
     for m in range(10):
         lake.append_position_updates(rows([("A", 1, m, m)]))
         lake.read_latest(as_of=minute(m))
-        lake.write_discrepancies(
+        lake.write_discrepancies_of(
             pl.DataFrame(
                 {
                     "as_of": [minute(m)],
@@ -114,7 +115,7 @@ def test_project_tables_checkpoint_their_delta_log(tmp_path, rows, minute, monke
                     "details": ["old"],
                 }
             ),
-            window_start=minute(5 * m),
+            window_starts=[minute(5 * m)],
         )
 
     updates = lake.uri("position_updates")

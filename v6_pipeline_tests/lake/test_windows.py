@@ -30,15 +30,15 @@ def discrepancies(as_of, conids: list[int]) -> pl.DataFrame:
 def test_rewriting_a_window_twice_leaves_one_copy_and_others_untouched(tmp_path, minute):
     lake = Lake(tmp_path)
     first, second, next_day = minute(0), minute(5), minute(0) + timedelta(days=1)
-    lake.write_discrepancies(discrepancies(first, [1, 2]), window_start=first)
-    lake.write_discrepancies(discrepancies(second, [3]), window_start=second)
-    lake.write_discrepancies(discrepancies(next_day, [4]), window_start=next_day)
+    lake.write_discrepancies_of(discrepancies(first, [1, 2]), window_starts=[first])
+    lake.write_discrepancies_of(discrepancies(second, [3]), window_starts=[second])
+    lake.write_discrepancies_of(discrepancies(next_day, [4]), window_starts=[next_day])
     others_before = pl.read_delta(lake.uri("position_discrepancies")).filter(
         pl.col("window_start") != first
     )
 
-    lake.write_discrepancies(discrepancies(first, [7, 8, 9]), window_start=first)
-    lake.write_discrepancies(discrepancies(first, [7, 8, 9]), window_start=first)
+    lake.write_discrepancies_of(discrepancies(first, [7, 8, 9]), window_starts=[first])
+    lake.write_discrepancies_of(discrepancies(first, [7, 8, 9]), window_starts=[first])
 
     everything = pl.read_delta(lake.uri("position_discrepancies"))
     assert sorted(lake.read_discrepancies(window_start=first)["conid"]) == [7, 8, 9]
@@ -52,15 +52,15 @@ def test_rewriting_a_window_twice_leaves_one_copy_and_others_untouched(tmp_path,
 
 def test_an_empty_frame_clears_the_window(tmp_path, minute):
     lake = Lake(tmp_path)
-    lake.write_discrepancies(discrepancies(minute(0), [1]), window_start=minute(0))
-    lake.write_discrepancies(discrepancies(minute(0), []), window_start=minute(0))
+    lake.write_discrepancies_of(discrepancies(minute(0), [1]), window_starts=[minute(0)])
+    lake.write_discrepancies_of(discrepancies(minute(0), []), window_starts=[minute(0)])
     assert lake.read_discrepancies(window_start=minute(0)).is_empty()
 
 
 def test_tables_are_partitioned_by_utc_date_not_window(tmp_path, minute):
     lake = Lake(tmp_path)
     for m in range(0, 30, 5):
-        lake.write_discrepancies(discrepancies(minute(m), [m]), window_start=minute(m))
+        lake.write_discrepancies_of(discrepancies(minute(m), [m]), window_starts=[minute(m)])
     table = DeltaTable(lake.uri("position_discrepancies"))
     assert table.metadata().partition_columns == ["window_date"]
     assert set(pl.DataFrame(table.get_add_actions(flatten=True))["partition.window_date"]) == {
@@ -78,7 +78,7 @@ def test_reading_a_window_of_a_missing_table_is_empty_with_the_schema(tmp_path, 
 
 def test_read_window_returns_the_schema_columns(tmp_path, minute):
     lake = Lake(tmp_path)
-    lake.write_discrepancies(discrepancies(minute(0), [1]), window_start=minute(0))
+    lake.write_discrepancies_of(discrepancies(minute(0), [1]), window_starts=[minute(0)])
     got = lake.read_discrepancies(window_start=minute(0))
     assert got.schema == schemas.polars_schema(schemas.POSITION_DISCREPANCIES)
     assert got["window_start"].to_list() == [minute(0)]
@@ -97,8 +97,8 @@ def test_rows_of_another_window_are_refused(tmp_path, minute):
 
 def test_a_missing_column_is_named(tmp_path, minute):
     with pytest.raises(ValueError, match="severity"):
-        Lake(tmp_path).write_discrepancies(
-            discrepancies(minute(0), [1]).drop("severity"), window_start=minute(0)
+        Lake(tmp_path).write_discrepancies_of(
+            discrepancies(minute(0), [1]).drop("severity"), window_starts=[minute(0)]
         )
 
 
@@ -126,7 +126,9 @@ def test_a_range_write_is_one_commit_equal_to_writing_window_by_window(tmp_path,
 
     by_range.write_discrepancies_of(frame, window_starts=windows)
     for w in windows:
-        by_window.write_discrepancies(frame.filter(pl.col("window_start") == w), window_start=w)
+        by_window.write_discrepancies_of(
+            frame.filter(pl.col("window_start") == w), window_starts=[w]
+        )
 
     assert stored(by_range).equals(stored(by_window))
     assert DeltaTable(by_range.uri("position_discrepancies")).version() == 0

@@ -29,7 +29,12 @@ from v6_pipeline.run.runner import EXIT_CRITICAL, EXIT_FAILED, run_windows
 from v6_pipeline_tests.alerts.support import webhook
 from v6_pipeline_tests.defs.support import Pipeline
 from v6_pipeline_tests.defs.test_sensors import Sensor
-from v6_pipeline_tests.defs.test_windows import naked_verdicts, past, store_snapshots
+from v6_pipeline_tests.defs.test_windows import (
+    naked_verdicts,
+    past,
+    store_snapshots,
+    verdict_lines,
+)
 
 IB_STEP = "ib_position_snapshot"
 
@@ -46,7 +51,7 @@ def test_storage_is_postgres_and_shared_by_every_process(pipeline: Pipeline, pg_
         run = other.get_run_by_id(outcome.run_id)
         assert run is not None
         assert run.status == dg.DagsterRunStatus.FAILURE  # the blocking naked check
-        assert naked_verdicts(other, outcome.run_id) == {key: False}
+        assert naked_verdicts(other, outcome.run_id) == [False]
         materialized = other.fetch_materializations(
             dg.AssetRecordsFilter(
                 asset_key=dg.AssetKey("position_discrepancies"),
@@ -100,10 +105,10 @@ def test_a_backfill_rejudges_stored_snapshots_in_one_run(
     outcome = run_windows(pipeline.defs, keys[0], keys[-1], instance=pipeline.instance)
     assert len(pipeline.gateway.snapshots) == asked  # stored snapshots only, IB not asked
     assert outcome.exit_code == EXIT_CRITICAL
-    assert naked_verdicts(pipeline.instance, outcome.run_id) == {
-        **dict.fromkeys(keys, False),
-        None: False,
-    }
+    # Past windows: each verdict on its own partition, none in the checks (they tell now).
+    assert naked_verdicts(pipeline.instance, outcome.run_id) == []
+    for key, line in verdict_lines(pipeline.instance, keys).items():
+        assert line.startswith("NAKED: 1 naked position(s): "), (key, line)
     run = pipeline.instance.get_run_by_id(outcome.run_id)
     assert run is not None
     assert run.tags["dagster/asset_partition_range_start"] == keys[0]

@@ -17,7 +17,7 @@ from polars.testing import assert_frame_equal
 
 from v6_pipeline import cli
 from v6_pipeline.alerts import log as alert_log
-from v6_pipeline.alerts.delivery import Outcome
+from v6_pipeline.alerts.delivery import DeliveryOutcome
 from v6_pipeline.definitions import build_defs
 from v6_pipeline.defs.partitions import last_closed_window, window_key, window_start
 from v6_pipeline.defs.resources import (
@@ -26,6 +26,7 @@ from v6_pipeline.defs.resources import (
     LakeResource,
     ReconciliationSettings,
 )
+from v6_pipeline.defs.run_failures import step_failures
 from v6_pipeline.demo.book import DEMO_STALE_AFTER_S, demo_position_updates
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.ib.snapshot import take_snapshot
@@ -33,11 +34,10 @@ from v6_pipeline.lake import Lake, checkpoint, paths, schemas
 from v6_pipeline.lake.source import SEQ
 from v6_pipeline.lake.storage import storage_options
 from v6_pipeline.lake.windows import read_window, write_window
-from v6_pipeline.run.failures import step_failures
 from v6_pipeline.run.runner import EXIT_CRITICAL, resolve_job, run_windows
 from v6_pipeline.stream.status import read_stream_status, write_status
 from v6_pipeline_tests.alerts.support import T0, naked_envelope
-from v6_pipeline_tests.defs.support import Pipeline
+from v6_pipeline_tests.defs.support import Pipeline, history_start
 from v6_pipeline_tests.defs.test_windows import past, store_snapshots
 from v6_pipeline_tests.production.s3 import CommitGate, S3Server
 from v6_pipeline_tests.stream.test_liveness import beat
@@ -69,9 +69,10 @@ def _pipeline(gateway: GatewayThread, lake: Lake, instance: dg.DagsterInstance) 
             "lake": LakeResource(lake_dir=lake.lake_dir),
             "settings": ReconciliationSettings.from_env(stale_after_s=str(DEMO_STALE_AFTER_S)),
             "alerts": AlertsResource(),
-        }
+        },
+        start=(start := history_start()),
     )
-    return Pipeline(defs, lake, instance, gateway)
+    return Pipeline(defs, lake, instance, gateway, start)
 
 
 def _table(lake: Lake, name: str) -> pl.DataFrame:
@@ -94,7 +95,7 @@ def test_the_pipeline_on_s3_stores_exactly_what_it_stores_on_local_disk(
     for pipeline in runs.values():
         pipeline.lake.append_position_updates(demo_position_updates(now))
         store_snapshots(pipeline, stored_windows)
-        alert_log.append(pipeline.lake.lake_dir, [Outcome(naked_envelope(), "raised", T0)])
+        alert_log.append(pipeline.lake.lake_dir, [DeliveryOutcome(naked_envelope(), "raised", T0)])
         write_status(pipeline.lake.lake_dir, beat(0))
 
     # One run per lake: the stored windows re-judged, the newest snapshotted live.

@@ -15,13 +15,13 @@ import pytest
 
 from v6_pipeline.definitions import build_defs
 from v6_pipeline.defs.assets import IB_POOL
+from v6_pipeline.defs.dead_runs import PoolBusyError, wait_for_pool
 from v6_pipeline.defs.resources import resources_from_env
 from v6_pipeline.defs.schedules import reconciliation_schedule
 from v6_pipeline.demo.book import demo_position_updates
 from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.lake import Lake
 from v6_pipeline.run.instance import open_instance
-from v6_pipeline.run.liveness import PoolBusyError, wait_for_pool
 from v6_pipeline.run.runner import resolve_job
 from v6_pipeline_tests.support import v6
 

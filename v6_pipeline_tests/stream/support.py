@@ -175,9 +175,9 @@ def stream_env(port: int, lake_dir: Path, **settings: str) -> dict[str, str]:
 
 
 def start_stream(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """`v6 stream` in its own process (`python -m v6_pipeline.stream`)."""
+    """`v6 stream` in its own process (`python -m v6_pipeline.cli stream`)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "v6_pipeline.stream", *args],
+        [sys.executable, "-m", "v6_pipeline.cli", "stream", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

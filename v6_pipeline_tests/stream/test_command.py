@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from v6_pipeline.cli.stream import run
 from v6_pipeline.ib.gateway import GatewayThread
-from v6_pipeline.stream.command import run
 from v6_pipeline.stream.status import read_stream_status
 from v6_pipeline_tests.stream.support import (
     GatewayAddress,

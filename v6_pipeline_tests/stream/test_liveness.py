@@ -257,7 +257,7 @@ def test_status_rows_of_an_older_table_read_with_the_new_columns_null(tmp_path: 
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from v6_pipeline.stream.status import STREAM_STATUS
+    from v6_pipeline.lake.schemas import STREAM_STATUS
 
     first = STREAM_STATUS.get_field_index("oldest_pending_at")
     old_schema = pa.schema(list(STREAM_STATUS)[:first])  # the table as first released

@@ -66,6 +66,10 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
             "V6_STALE_AFTER_S": str(DEMO_STALE_AFTER_S),
             "V6_PARTITIONS_START": start.isoformat(),
             "V6_ALERT_URLS": "",  # alerts go to the log and alert_log only
+            # No `v6 stream` writes this lake (the tests do): no liveness check.
+            "V6_STREAM_DEAD_AFTER_S": "",
+            # As deploy/ and `v6 demo --ui` set it: a gap reads missing, not failed.
+            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1",
         }
         with dagster_dev(env, cwd=base, log=base / "dagster-dev.log") as url:
             yield Stage(url, lake, newest)

@@ -18,8 +18,6 @@ from playwright.sync_api import Locator, Page, expect
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 RUN_TIMEOUT_MS = 240_000  # a run or backfill on a busy machine, daemon ticks included
 ASSET = "position_discrepancies"
-# The filters of a check's Partitions tab, as the UI names them.
-CHECK_STATUSES = ("Execution Failed", "Failed", "In Progress", "Missing", "Skipped", "Passed")
 
 
 @dataclass
@@ -73,9 +71,9 @@ def launch_from_lineage(page: Page, url: str, partitions: str | None) -> None:
     page.get_by_role("link", name="View", exact=True).click()
 
 
-def open_partitions(page: Page, url: str) -> None:
-    """The asset's Partitions tab: one window at a time, each with its own metadata."""
-    page.goto(f"{url}/assets/{ASSET}?view=partitions")
+def open_partitions(page: Page, url: str, asset: str = ASSET) -> None:
+    """An asset's Partitions tab: one window at a time, each with its own metadata."""
+    page.goto(f"{url}/assets/{asset}?view=partitions")
     expect(page.get_by_placeholder("Filter by name…")).to_be_visible()
 
 
@@ -95,28 +93,34 @@ def status_tag(scope: Locator, status: str) -> Locator:
     return scope.locator(f"[data-tooltip='{status}']")
 
 
-def open_check_partitions(page: Page, url: str, check: str) -> None:
-    """A check's page, Partitions tab: its result window by window."""
-    page.goto(f"{url}/assets/{ASSET}?view=checks&checkDetail={check}")
-    page.locator("button[role=tab]", has_text="Partitions").click()
-    expect(page.get_by_placeholder("Filter by partition…")).to_be_visible()
+def checks_row(page: Page, asset: str) -> Locator:
+    """The "Asset checks" row of an asset's lineage node: "✗ 2 / 6 Passed" and the like
+    (the link to its Checks tab; the icon before the count is labelled by its name)."""
+    node = page.locator("foreignObject").filter(has=page.get_by_text(asset, exact=True))
+    return node.locator("a[href$='view=checks']")
 
 
-def select_check_partition(page: Page, key: str) -> Locator:
-    """On a check's Partitions tab: the window `key`'s panel."""
-    return _select(page, "Filter by partition…", key, "Latest execution")
+def open_checks(page: Page, url: str) -> None:
+    """The asset's Checks tab: each check's newest evaluation (the present)."""
+    page.goto(f"{url}/assets/{ASSET}?view=checks")
+    expect(page.get_by_text(re.compile(r"^Checks \(\d+\)$"))).to_be_visible()
 
 
-def show_only(page: Page, status: str) -> Locator:
-    """On a check's Partitions tab: list only the windows whose current result is
-    `status` (the filters under the status bar); returns the filter box."""
-    for name in CHECK_STATUSES:
-        box = page.get_by_role("checkbox", name=re.compile(rf"^{name} \("))
-        if box.is_checked() != (name == status):
-            box.locator("xpath=..").click()  # the styled label; the input itself is hidden
-    search = page.get_by_placeholder("Filter by partition…")
-    search.fill("")
-    return search
+def check_status(page: Page, check: str) -> Locator:
+    """On the Checks tab: the status under `check`'s name in the list (Succeeded,
+    Failed...)."""
+    return page.locator(f"[title='{check}'] + span")
+
+
+def run_failure(page: Page) -> Locator:
+    """On a run's page: the run's failure (its RUN_FAILURE event: "Execution of run ...
+    failed" and the failure's own description)."""
+    return (
+        page.locator("div")
+        .filter(has=page.get_by_text(re.compile(r"^Execution of run for .* failed\.")))
+        .filter(has_text="Failure: ")
+        .last
+    )
 
 
 def listed(search: Locator, key: str) -> Locator:

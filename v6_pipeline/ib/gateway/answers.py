@@ -12,9 +12,9 @@ from datetime import datetime
 
 from v6_pipeline.ib import protocol
 from v6_pipeline.ib.connectivity import CONNECTIVITY
+from v6_pipeline.ib.error_codes import ErrorCode
 from v6_pipeline.ib.gateway.faults import Fault, FaultName, active
 from v6_pipeline.ib.gateway.portfolio import Portfolio, PortfolioPosition
-from v6_pipeline.ib.protocol import ErrorCode
 
 # IB's own texts for the errors the emulator sends.
 _CLIENT_ID_IN_USE = (

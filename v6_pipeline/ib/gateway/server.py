@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from v6_pipeline.ib.gateway.answers import PositionsAnswer
 from v6_pipeline.ib.gateway.faults import Fault, parse_faults, restart_seconds
@@ -78,11 +78,6 @@ class Gateway:
         self._requests: deque[ReceivedRequest] = deque(maxlen=_HISTORY)
         self._snapshots: deque[SnapshotServed] = deque(maxlen=_HISTORY)
         self._restarting: asyncio.Task[None] | None = None
-
-    @classmethod
-    def from_file(cls, path: str | Path, **options: Any) -> Gateway:
-        """A gateway serving a portfolio file, which `reload()` reads again."""
-        return cls(load_portfolio(path), source=path, **options)
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ MAX_PENDING_WRITE = 64 * 1024 * 1024
 Handler = Callable[["Session", list[str]], None]
 
 
-class Subscription(Enum):
+class SubscriptionState(Enum):
     NONE = auto()
     PENDING = auto()  # asked for, answer not sent yet (a delay fault is running)
     LIVE = auto()  # snapshot sent; changes follow
@@ -66,7 +66,7 @@ class Session:
         self.peer = "{}:{}".format(*writer.get_extra_info("peername", ("?", 0))[:2])
         self.client_id: int | None = None
         self.server_version = 0
-        self.positions = Subscription.NONE
+        self.positions = SubscriptionState.NONE
         self.account_updates: str | None = None  # the account subscribed to
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -152,7 +152,7 @@ class Session:
             await self._writer.drain()
 
     def _positions(self, fields: list[str]) -> None:
-        self.positions = Subscription.PENDING
+        self.positions = SubscriptionState.PENDING
         delay = delay_seconds(self._gateway.faults)
         if delay:
             task = asyncio.create_task(self._send_positions_later(delay))
@@ -172,19 +172,19 @@ class Session:
 
     async def _send_positions_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
-        if self.positions is Subscription.PENDING:  # not cancelled meanwhile
+        if self.positions is SubscriptionState.PENDING:  # not cancelled meanwhile
             self._send_positions(self._answer())
             await self._writer.drain()
 
     def _send_positions(self, answer: answers.PositionsAnswer) -> None:
         self._writer.write(answer.payload)
-        self.positions = Subscription.LIVE if answer.subscribe else Subscription.NONE
+        self.positions = SubscriptionState.LIVE if answer.subscribe else SubscriptionState.NONE
         if answer.close:
             log.info("fault: closing %s mid-positions", self.peer)
             self.close()
 
     def _cancel_positions(self, fields: list[str]) -> None:
-        self.positions = Subscription.NONE
+        self.positions = SubscriptionState.NONE
 
     def _account_updates(self, fields: list[str]) -> None:
         subscribe, account = fields[2] not in ("0", "", "false"), fields[3]
@@ -239,7 +239,7 @@ class Session:
         """Send position changes to this client's open subscriptions, as IB does after a fill."""
         if self._writer.transport.is_closing():
             return
-        if self.positions is Subscription.LIVE:
+        if self.positions is SubscriptionState.LIVE:
             self._writer.write(answers.position_updates(changes, self._gateway.faults))
         if self.account_updates is not None:
             mine = [p for p in changes if p.account == self.account_updates]

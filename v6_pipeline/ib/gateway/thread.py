@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -22,19 +21,9 @@ _START_TIMEOUT_S = 10.0
 class GatewayThread:
     """`with GatewayThread(portfolio) as gw:` serves on `gw.host`:`gw.port` until exit."""
 
-    def __init__(
-        self,
-        portfolio: Portfolio,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        faults: Iterable[Fault | str] = (),
-        source: str | Path | None = None,
-        **options: Any,
-    ) -> None:
-        self._gateway = Gateway(
-            portfolio, host=host, port=port, faults=faults, source=source, **options
-        )
+    def __init__(self, portfolio: Portfolio, **options: Any) -> None:
+        """`options` are `Gateway`'s (host, port, faults, source, ...)."""
+        self._gateway = Gateway(portfolio, **options)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()

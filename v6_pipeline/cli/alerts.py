@@ -41,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not urls:
         print(
-            "v6 alerts test: V6_ALERT_URLS is empty, so alerts reach nobody (only the log and "
-            "alert_log): set it to one or more Apprise URLs (README, Alerts) and run this again"
+            f"v6 alerts test: {s.ALERT_URLS.variable} is empty, so alerts reach nobody (only the "
+            "log and alert_log): set it to one or more Apprise URLs (README, Alerts) and run "
+            "this again"
         )
         return 1
     print(f"sending a test alert to {len(urls)} sink(s) (one attempt each) ...", flush=True)

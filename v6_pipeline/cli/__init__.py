@@ -1,7 +1,9 @@
 """The `v6` command: a thin dispatcher over the subcommands' own modules.
 
-Each subcommand module exposes `HELP`, `configure(parser)` and `run(args) -> int`;
-heavy imports (Dagster) stay inside `run`, so `v6 gateway` starts fast.
+Each subcommand is a module of this folder named for its verb (`cli/reconcile.py` is
+`v6 reconcile`), exposing `HELP`, `configure(parser)` and `run(args) -> int`; heavy
+imports (Dagster) stay inside `run`, so `v6 gateway` starts fast. The CLI is the top
+layer: nothing else in the package imports it.
 
 A bad setting is one sentence and exit 1 from every subcommand, never a traceback: the
 subcommands print the `ValueError`s of their own checks, and `main` prints any
@@ -14,19 +16,18 @@ import argparse
 import importlib
 import logging
 import os
-import sys
 
 from v6_pipeline.settings import LAKE_DIR, Setting, SettingError
 
 # name -> module implementing it
 COMMANDS: dict[str, str] = {
-    "demo": "v6_pipeline.demo.command",
-    "reconcile": "v6_pipeline.run.command",
-    "gateway": "v6_pipeline.ib.gateway.command",
-    "lake": "v6_pipeline.lake.command",
-    "stream": "v6_pipeline.stream.command",
-    "doctor": "v6_pipeline.doctor.command",
-    "alerts": "v6_pipeline.alerts.command",
+    "demo": "v6_pipeline.cli.demo",
+    "reconcile": "v6_pipeline.cli.reconcile",
+    "gateway": "v6_pipeline.cli.gateway",
+    "lake": "v6_pipeline.cli.lake",
+    "stream": "v6_pipeline.cli.stream",
+    "doctor": "v6_pipeline.cli.doctor",
+    "alerts": "v6_pipeline.cli.alerts",
 }
 
 # Options a subcommand takes from a setting when not given (command -> option ->
@@ -67,7 +68,3 @@ def main(argv: list[str] | None = None) -> int:
     except SettingError as exc:
         print(f"v6 {args.command}: {exc}")
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,19 +6,30 @@ Pure given its inputs (no I/O): the assets read and write the tables around it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Protocol
 
 import polars as pl
 
 from v6_pipeline.confirm import RESOLVED_IN_FLIGHT, confirm
-from v6_pipeline.defs.partitions import window_key
-from v6_pipeline.defs.resources import ReconciliationSettings
 from v6_pipeline.lake import schemas
 from v6_pipeline.lake.schemas import polars_schema
 from v6_pipeline.lake.snapshots import StoredSnapshot
 from v6_pipeline.reconcile import DiscrepancyType, reconcile, unjudged_accounts
+from v6_pipeline.windowing import window_key
 
 UTC_US = pl.Datetime("us", "UTC")
 _LATEST_SCHEMA = polars_schema(schemas.DELTA_LATEST_POSITIONS)
+
+
+class JudgingSettings(Protocol):
+    """What counts as a discrepancy (the Dagster `ReconciliationSettings` resource)."""
+
+    def scope(self) -> tuple[str, ...] | None: ...
+
+    def tolerance(self) -> float: ...
+
+    def stale_after(self) -> timedelta | None: ...
 
 
 def relevant_latest(snap: StoredSnapshot, latest: pl.DataFrame) -> pl.DataFrame:
@@ -96,7 +107,7 @@ def judge(
     snap: StoredSnapshot,
     latest: pl.DataFrame,
     *,
-    settings: ReconciliationSettings,
+    settings: JudgingSettings,
     account_filter: tuple[str, ...] | None,
     live: bool,
 ) -> JudgedWindow:

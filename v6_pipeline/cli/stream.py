@@ -69,17 +69,3 @@ async def _until_signalled(streamer: Streamer) -> StreamSummary:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     return await streamer.run(stop)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m v6_pipeline.stream [--once] [-v]`, as `v6 stream` runs it."""
-    parser = argparse.ArgumentParser(prog="v6 stream", description=HELP)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    configure(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("v6_pipeline").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    return run(args)

@@ -8,11 +8,15 @@ says so in one sentence naming DAGSTER_PG_URL, as `open_instance` does at start-
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
+PG_URL_SETTING = "DAGSTER_PG_URL"
 CHECK_FAILED = "DagsterAssetCheckFailedError"
 
 
@@ -23,12 +27,10 @@ class StepFailure:
 
 
 def step_failures(events: Iterable[dg.DagsterEvent]) -> list[StepFailure]:
-    """The run's step failures other than the blocking check's, oldest first."""
-    return [
-        _failure(event)
-        for event in events
-        if event.is_step_failure and not _is_check_failure(event)
-    ]
+    """The run's step failures other than the naked verdict's (Dagster's blocking check
+    failure, or the asset's `checks.naked_failure` naming the legs), oldest first."""
+    failures = (_failure(e) for e in events if e.is_step_failure and not _is_check_failure(e))
+    return [failure for failure in failures if failure.cause != CHECK_FAILED]
 
 
 def _is_check_failure(event: dg.DagsterEvent) -> bool:
@@ -61,15 +63,31 @@ def instance_lost(error: BaseException, keys: Sequence[str]) -> str | None:
     later judgment: `position_judgment_log`)."""
     if not _is_database_error(error):
         return None
-    from v6_pipeline.run.instance import _unreachable  # the start-up sentence, reused
-
     first, last = keys[0], keys[-1]
     which = f"window {first}" if first == last else f"windows {first} .. {last}"
     again = f"--window {first}" if first == last else f"--window {first} --to {last}"
     return (
         f"lost the Dagster instance's database during the run of {which}, so the run could "
-        f"not finish: {_unreachable(error)}; once it is back, re-run with "
+        f"not finish: {database_unreachable(error)}; once it is back, re-run with "
         f"`v6 reconcile {again}`"
+    )
+
+
+def database_unreachable(error: BaseException) -> str:
+    """What PostgreSQL (psycopg2) said, without Dagster's and SQLAlchemy's wrappers, and
+    the setting to check; the password is never shown."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    said = next(iter(str(error).strip().splitlines()), type(error).__name__)
+    raw = os.environ.get(PG_URL_SETTING, "").strip()
+    try:
+        url = make_url(raw).render_as_string(hide_password=True) if raw else "not set"
+    except ArgumentError:
+        url = "not a database URL"
+    return (
+        f"cannot open the Dagster instance's PostgreSQL database ({PG_URL_SETTING}: {url}): "
+        f"{said}. Check that the server is up and reachable from here, and the user, "
+        f"password, host, port and database in {PG_URL_SETTING}"
     )
 
 

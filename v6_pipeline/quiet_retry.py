@@ -15,9 +15,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from v6_pipeline.alerts.quiet import QuietWindows
-from v6_pipeline.defs.partitions import WINDOW
 from v6_pipeline.ib.errors import IBSnapshotError
 from v6_pipeline.ib.snapshot import IBSnapshot
+from v6_pipeline.windowing import WINDOW
 
 PAUSE_S = 5.0
 # The next window's scheduled run starts at this window's end plus WINDOW: stop before.

@@ -16,10 +16,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from v6_pipeline.reconcile import DiscrepancyType
+from v6_pipeline.settings import ALERT_URLS
+
 HELP = "run the pipeline once on embedded defaults (emulator + local Delta) and explain it"
 MARKER = ".v6-demo"  # only a folder the demo made is ever wiped
-EXPECTED = {"NAKED_POSITION", "MISSING_FROM_DELTA", "POSITION_MISMATCH", "STALE_DATA"}
-URLS_SETTING = "V6_ALERT_URLS"
+EXPECTED = {t.value for t in DiscrepancyType}  # the demo book plants one of each
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -92,15 +94,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"  v6 demo --ui --dir {args.dir}")
             return 0
         from v6_pipeline.demo.ui import serve_ui
+        from v6_pipeline.run.runner import PLANNED_SUBSET
 
         settings = {
             "V6_IB_HOST": gateway.host,
             "V6_IB_PORT": str(gateway.port),
             "V6_LAKE_DIR": str(lake_dir),
             "V6_STALE_AFTER_S": str(DEMO_STALE_AFTER_S),
-            # The demo's windows only: plots are not squeezed against a month of empty ones.
-            "V6_PARTITIONS_START": window.isoformat(),
             "DAGSTER_HOME": str(home),
+            # A range backfill plans each asset once; a gap reads missing, not failed.
+            PLANNED_SUBSET: "1",
         }
         return serve_ui(
             settings, args.ui_port, home=home, first=window_key(window), fix_after=args.fix_after
@@ -145,10 +148,11 @@ def _show_alert(defs, instance, lake_dir: Path, *, ui: bool) -> None:
 
     print("\nThe alert discrepancy_alert_sensor raises for it:")
     print_alerts(raise_alerts(defs, instance, lake_dir))
-    if not os.environ.get(URLS_SETTING, "").strip():
-        print(f"{URLS_SETTING} is unset: alerts go to the log and the alert_log table only.")
+    urls = ALERT_URLS.variable
+    if ALERT_URLS.read(os.environ) is None:
+        print(f"{urls} is unset: alerts go to the log and the alert_log table only.")
     elif ui:
-        print(f"Sent to {URLS_SETTING}; the daemon's sensor shares its state: no second page.")
+        print(f"Sent to {urls}; the daemon's sensor shares its state: no second page.")
 
 
 def _fresh_dir(base: Path) -> Path | None:
