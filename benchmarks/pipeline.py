@@ -445,6 +445,7 @@ def bench(args: argparse.Namespace, lake_dir: str) -> tuple[Table, list[str]]:
     from v6_pipeline.lake.paths import POSITION_UPDATES
     from v6_pipeline.lake.storage import storage_options
     from v6_pipeline.run.runner import run_windows
+    from v6_pipeline.settings import IB_CLIENT_ID
 
     table = Table()
     lake = Lake(lake_dir)
@@ -471,20 +472,13 @@ def bench(args: argparse.Namespace, lake_dir: str) -> tuple[Table, list[str]]:
     book = portfolio(books)
     gw = GatewayThread(book).start()
     try:
-        snap = take_snapshot(gw.host, gw.port, 606, timeout_s=60)
+        snap = take_snapshot(gw.host, gw.port, int(IB_CLIENT_ID.default), timeout_s=60)
         assert snap.positions.height == args.positions, snap.positions.height
         table.add(
             f"gateway up + one {args.positions:,}-position snapshot", time.perf_counter() - began
         )
         began = time.perf_counter()
-        for w in windows:
-            lake.write_snapshot(
-                snap.positions,
-                window_start=w,
-                taken_at=w + WINDOW + timedelta(seconds=2),
-                accounts=snap.accounts,
-                duration_s=snap.duration_s,
-            )
+        store_past_snapshots(lake, snap, windows)
         table.add(f"store {len(windows)} past snapshots", time.perf_counter() - began)
         instance = dg.DagsterInstance.get()
         defs = build_defs(
@@ -615,6 +609,19 @@ def bench(args: argparse.Namespace, lake_dir: str) -> tuple[Table, list[str]]:
             f"{bf.step_status}" + (f"\n  failure: {child['failure']}" if child["failure"] else "")
         )
     return table, said
+
+
+def store_past_snapshots(lake, snap, windows: list[datetime]) -> None:
+    """IB can only be asked "now": `snap` stored as each past window's snapshot, taken
+    2 s after the window closed (lake: a v6_pipeline Lake; snap: a Snapshot)."""
+    for w in windows:
+        lake.write_snapshot(
+            snap.positions,
+            window_start=w,
+            taken_at=w + WINDOW + timedelta(seconds=2),
+            accounts=snap.accounts,
+            duration_s=snap.duration_s,
+        )
 
 
 def forget_window(lake, window: datetime) -> None:  # lake: v6_pipeline.lake.Lake
@@ -774,6 +781,7 @@ def shell_day(args: argparse.Namespace) -> None:
     from v6_pipeline.ib.snapshot import take_snapshot
     from v6_pipeline.lake import Lake
     from v6_pipeline.lake.paths import POSITION_UPDATES
+    from v6_pipeline.settings import IB_CLIENT_ID
 
     names = [n.strip() for n in args.instances.split(",") if n.strip()]
     if unknown := [n for n in names if n not in INSTANCES]:
@@ -807,20 +815,13 @@ def shell_day(args: argparse.Namespace) -> None:
         began = time.perf_counter()
         gw = GatewayThread(portfolio(books)).start()
         try:
-            snap = take_snapshot(gw.host, gw.port, 606, timeout_s=60)
+            snap = take_snapshot(gw.host, gw.port, int(IB_CLIENT_ID.default), timeout_s=60)
         finally:
             gw.stop()
         assert snap.positions.height == args.positions, snap.positions.height
         setup.append((f"one {args.positions:,}-position snapshot (emulator)", _since(began)))
         began = time.perf_counter()
-        for w in windows:  # IB can only be asked "now": the past windows' snapshots, stored
-            lake.write_snapshot(
-                snap.positions,
-                window_start=w,
-                taken_at=w + WINDOW + timedelta(seconds=2),
-                accounts=snap.accounts,
-                duration_s=snap.duration_s,
-            )
+        store_past_snapshots(lake, snap, windows)
         setup.append((f"store {len(windows)} past snapshots", _since(began)))
         began = time.perf_counter()
         lake.read_latest(as_of=datetime.now(UTC))  # builds read_latest's checkpoint

@@ -39,7 +39,7 @@ import polars as pl
 
 from v6_pipeline.alerts.quiet import QuietWindows
 from v6_pipeline.confirm import has_critical
-from v6_pipeline.defs import checks
+from v6_pipeline.defs import checks, handoff
 from v6_pipeline.defs import metadata as md
 from v6_pipeline.defs.dead_runs import IN_FLIGHT
 from v6_pipeline.defs.partitions import WINDOW, window_key, window_start
@@ -80,6 +80,7 @@ LIVE_GRACE = timedelta(minutes=1)
 NAKED_CHECK = checks.NAKED_CHECK
 # How far back a judgment looks for windows that were snapshotted and never judged.
 UNJUDGED_LOOKBACK = timedelta(days=1)
+SNAPSHOTS, DELTA_LATEST = "snapshots", "delta_latest"  # what a step hands on (handoff)
 VERDICT_TAG = "v6/verdict"  # on each run that judged windows, for the runs list
 _UNJUDGED_SHOWN = 10  # named one per log line; the rest counted
 _NAKED_SHOWN = 100  # naked windows a run's summary names (with their leg counts)
@@ -182,6 +183,14 @@ def _windows(context: dg.AssetExecutionContext) -> list[datetime]:
     return [window_start(key) for key in context.partition_keys]
 
 
+def _stored_snapshots(
+    context: dg.AssetExecutionContext, store: Lake, windows: list[datetime]
+) -> dict[datetime, StoredSnapshot | None]:
+    """The windows' stored snapshots: as the snapshot step read them, else from the lake."""
+    handed = handoff.take(context.run.run_id, SNAPSHOTS, windows)
+    return handed if handed is not None else store.read_snapshots(window_starts=windows)
+
+
 def _lake_failure(exc: LakeError) -> dg.Failure:
     return dg.Failure(description=str(exc), metadata={"error": type(exc).__name__})
 
@@ -227,6 +236,9 @@ def _snapshot_windows(
             ),
             partition_key=key,
         )
+    if not any(s is None and w not in never for w, s in stored.items()):
+        # As read from the lake (none taken live here): the next steps need not read them.
+        handoff.hand_on(context.run.run_id, SNAPSHOTS, stored)
     if len(stored) > 1:
         reused = sum(1 for snap in stored.values() if snap is not None)
         context.log.info(f"reusing the stored snapshots of {reused} of {len(stored)} windows")
@@ -286,7 +298,7 @@ def _latest_windows(
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     try:
-        snaps = store.read_snapshots(window_starts=_windows(context))
+        snaps = _stored_snapshots(context, store, _windows(context))
         taken = {w: s for w, s in snaps.items() if s is not None}
         if taken:
             newest = max(s.taken_at for s in taken.values())
@@ -300,7 +312,11 @@ def _latest_windows(
             for snap in by_time[as_of]:
                 believed[snap.window_start] = relevant_latest(snap, latest)
         if believed:
-            store.write_delta_latest_of(pl.concat(believed.values()), window_starts=list(taken))
+            written = store.write_delta_latest_of(
+                pl.concat(believed.values()), window_starts=list(taken)
+            )
+            # As committed, as the judgment step would read it back.
+            handoff.hand_on(context.run.run_id, DELTA_LATEST, written)
     except LakeError as exc:
         raise _lake_failure(exc) from exc
     table = store.uri(paths.DELTA_LATEST_POSITIONS)
@@ -344,9 +360,11 @@ def _judge_windows(
     now = datetime.now(UTC)
     judgments = JudgmentLog(store.lake_dir)
     try:
-        snaps = store.read_snapshots(window_starts=windows)
+        snaps = _stored_snapshots(context, store, windows)
         taken = {w: s for w, s in snaps.items() if s is not None}
-        stored_latest = store.read_delta_latest_of(window_starts=list(taken))
+        stored_latest = handoff.take(
+            context.run.run_id, DELTA_LATEST, list(taken)
+        ) or store.read_delta_latest_of(window_starts=list(taken))
         confirming = store.read_snapshots(window_starts=list(taken), confirming=True)
         unjudged = _unjudged_elsewhere(context, judgments, windows, now)
     except LakeError as exc:

@@ -182,11 +182,12 @@ class Lake:
     @_stored
     def write_delta_latest_of(
         self, frame: pl.DataFrame, *, window_starts: Sequence[datetime]
-    ) -> None:
+    ) -> dict[datetime, pl.DataFrame]:
         """Store the Delta latest positions each window of `window_starts` was judged
         against (`frame`: `window_start`, `as_of` and the `position_updates` columns), in
-        one commit; other windows untouched."""
-        write_windows(
+        one commit; other windows untouched. Returns them as `read_delta_latest_of`
+        would."""
+        return write_windows(
             self.uri(paths.DELTA_LATEST_POSITIONS),
             frame,
             window_starts=window_starts,

@@ -53,9 +53,10 @@ def write_window(
 
 def write_windows(
     table_uri: str, frame: pl.DataFrame, *, window_starts: Sequence[datetime], schema: pa.Schema
-) -> None:
+) -> dict[datetime, pl.DataFrame]:
     """Replace the rows of every window of `window_starts` with `frame`, in one commit (a
-    range written window by window would be 288 commits a day).
+    range written window by window would be 288 commits a day); the rows committed, per
+    window, as `read_windows` would return them.
 
     As `write_window`; `frame` holds the rows of all these windows, told apart by its
     `window_start` column (which may be left out only for a single window). A window
@@ -65,7 +66,7 @@ def write_windows(
     if not starts:
         if not frame.is_empty():
             raise ValueError(f"{frame.height} row(s) for no window: pass their window_starts")
-        return
+        return {}
     data = _conform(frame, window_starts=starts, schema=schema)
     days = ", ".join(f"'{d.isoformat()}'" for d in sorted({w.date() for w in starts}))
     windows = ", ".join(f"'{w.isoformat()}'" for w in starts)
@@ -85,7 +86,8 @@ def write_windows(
                 configuration=PROPERTIES,
                 storage_options=storage_options(table_uri),
             )
-            return
+            written = pl.from_arrow(data).select(_empty(schema).columns)  # type: ignore[union-attr]
+            return _by_window(written, starts, schema)
         except CommitFailedError as error:
             said = str(error).splitlines()[0]
             if attempt == COMMIT_ATTEMPTS:
@@ -107,6 +109,7 @@ def write_windows(
                 COMMIT_ATTEMPTS,
             )
             time.sleep(pause)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def read_window(table_uri: str, *, window_start: datetime, schema: pa.Schema) -> pl.DataFrame:
@@ -122,8 +125,8 @@ def read_windows(
     """The rows of each window of `window_starts` (columns of `schema`), from one scan
     pruned to their dates; a window without rows maps to an empty frame."""
     starts = sorted({as_utc(w, "window_start") for w in window_starts})
-    empty = pl.DataFrame(schema=pl.from_arrow(schema.empty_table()).schema)  # type: ignore[union-attr]
-    found: dict[datetime, pl.DataFrame] = {}
+    columns = _empty(schema).columns
+    rows = None
     if starts and (table := try_open(table_uri)) is not None:
         rows = (
             pl.scan_delta(table)
@@ -131,9 +134,23 @@ def read_windows(
                 pl.col(WINDOW_DATE.name).is_in(sorted({w.date() for w in starts})),
                 pl.col("window_start").is_in(starts),
             )
-            .select(empty.columns)
+            .select(columns)
             .collect()
         )
+    return _by_window(rows, starts, schema)
+
+
+def _empty(schema: pa.Schema) -> pl.DataFrame:
+    return pl.DataFrame(schema=pl.from_arrow(schema.empty_table()).schema)  # type: ignore[union-attr]
+
+
+def _by_window(
+    rows: pl.DataFrame | None, starts: list[datetime], schema: pa.Schema
+) -> dict[datetime, pl.DataFrame]:
+    """`rows` split by window, each in `schema`'s types, as a read returns them."""
+    empty = _empty(schema)
+    found: dict[datetime, pl.DataFrame] = {}
+    if rows is not None and rows.height:
         found = {
             key[0]: part
             for key, part in rows.partition_by("window_start", as_dict=True).items()  # type: ignore[misc]

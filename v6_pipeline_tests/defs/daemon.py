@@ -5,7 +5,6 @@ it, the daemon itself, and its sensor ticks."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from v6_pipeline.defs.resources import (
     ReconciliationSettings,
 )
 from v6_pipeline.defs.sensors import ALERT_SENSORS
+from v6_pipeline_tests.support import stop_group
 
 START_TIMEOUT_S = 90.0  # the daemon loads the code location, then ticks each sensor
 SENSORS = tuple(s.name for s in ALERT_SENSORS)
@@ -77,12 +77,7 @@ def running_daemon(env: Mapping[str, str], log_path: Path) -> Iterator[subproces
         try:
             yield proc
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            stop_group(proc)
 
 
 def sensor_ticks(instance: dg.DagsterInstance, name: str) -> list[InstigatorTick]:

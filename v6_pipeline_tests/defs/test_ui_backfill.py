@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from v6_pipeline.ib.gateway import GatewayThread
 from v6_pipeline.ib.snapshot import take_snapshot
 from v6_pipeline.lake import Lake
 from v6_pipeline.run.instance import prepare_home
-from v6_pipeline_tests.support import free_port, wait_for_ui
+from v6_pipeline_tests.support import free_port, stop_group, wait_for_ui
 
 ASSETS = ["ib_position_snapshot", "delta_latest_positions", "position_discrepancies"]
 LAUNCH = """
@@ -77,11 +76,7 @@ def dagster_dev(tmp_path: Path, demo_gateway: GatewayThread) -> Iterator[tuple[i
         wait_for_ui(port, proc)
         yield port, home, lake
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
 
 
 def test_ui_range_backfill_rejudges_stored_snapshots_in_one_run(
