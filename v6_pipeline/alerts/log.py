@@ -13,15 +13,10 @@ from collections.abc import Sequence
 import polars as pl
 
 from v6_pipeline.alerts.delivery import DeliveryOutcome
-from v6_pipeline.lake import Lake, paths
+from v6_pipeline.lake import Lake
 
-TABLE = paths.ALERT_LOG
 # A bound on a row's body; a composed body is already shorter (`compose.MAX_BODY_CHARS`).
 MAX_LOGGED_BODY_CHARS = 4000
-
-
-def alert_log_uri(lake_dir: str | os.PathLike[str]) -> str:
-    return Lake(lake_dir).uri(TABLE)
 
 
 def append(lake_dir: str | os.PathLike[str], outcomes: Sequence[DeliveryOutcome]) -> int:
