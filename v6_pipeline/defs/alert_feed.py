@@ -28,7 +28,7 @@ from deltalake import DeltaTable
 from v6_pipeline.alerts.observations import Leg, Observation, RunFailed, RunSucceeded, WindowJudged
 from v6_pipeline.confirm import INFO
 from v6_pipeline.defs.checks import ASSET
-from v6_pipeline.defs.partitions import window_start
+from v6_pipeline.defs.partitions import is_range_run, window_start
 from v6_pipeline.defs.run_failures import CHECK_FAILED, step_failures
 from v6_pipeline.lake import Lake, paths
 from v6_pipeline.lake.errors import LakeStorageError
@@ -42,7 +42,6 @@ JOB = "reconciliation_job"
 JOBS = [JOB, "__ASSET_JOB"]
 FIRST_LOOK = timedelta(minutes=10)
 _BATCH = 200
-_RANGE_TAGS = {"dagster/backfill", "dagster/asset_partition_range_start"}
 ROW_COUNT = "dagster/row_count"  # how many rows a window's materialization wrote
 LAKE_SETTING = "V6_LAKE_DIR"
 
@@ -155,7 +154,7 @@ def _live(instance: dg.DagsterInstance, record: dg.EventLogRecord) -> bool:
     metadata = record.asset_materialization.metadata
     run = instance.get_run_by_id(record.run_id)
     return bool(getattr(metadata.get("judged_live"), "value", False)) and not (
-        run and _RANGE_TAGS & set(run.tags)
+        run and is_range_run(run.tags)
     )
 
 
@@ -284,7 +283,7 @@ def _run_outcomes(instance: dg.DagsterInstance, after: int) -> tuple[list[Observ
         run = instance.get_run_by_id(record.run_id)
         if run is None or run.job_name not in JOBS:
             continue
-        live = not (_RANGE_TAGS & set(run.tags))
+        live = not is_range_run(run.tags)
         window = run.tags.get("dagster/partition")
         at = _utc(record.timestamp)
         failure = _failure(instance, record)

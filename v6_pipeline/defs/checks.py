@@ -17,10 +17,11 @@ import polars as pl
 
 from v6_pipeline.defs import metadata as md
 from v6_pipeline.defs.run_failures import CHECK_FAILED
+from v6_pipeline.lake import paths
 from v6_pipeline.reconcile import DiscrepancyType
 from v6_pipeline.stream.liveness import StreamLiveness
 
-ASSET = "position_discrepancies"
+ASSET = paths.POSITION_DISCREPANCIES
 NAKED_CHECK = "no_naked_positions"
 ACCOUNTS_CHECK = "delta_accounts_are_managed"
 STREAM_CHECK = "position_stream_is_alive"

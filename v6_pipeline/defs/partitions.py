@@ -22,8 +22,10 @@ import dagster as dg
 from v6_pipeline.windowing import KEY_FORMAT, WINDOW, last_closed_window, window_key, window_start
 
 __all__ = [
+    "RANGE_TAGS",
     "START_ENV",
     "WINDOW",
+    "is_range_run",
     "last_closed_window",
     "partitions_start",
     "validate_key",
@@ -33,7 +35,14 @@ __all__ = [
 ]
 
 START_ENV = "V6_PARTITIONS_START"
+# The tags Dagster puts on a run of a range or a backfill: a run of past windows.
+RANGE_TAGS = frozenset({"dagster/backfill", "dagster/asset_partition_range_start"})
 _log = logging.getLogger(__name__)
+
+
+def is_range_run(tags: Mapping[str, str]) -> bool:
+    """Whether a run with `tags` judged a range or a backfill (never a live window)."""
+    return bool(RANGE_TAGS & set(tags))
 
 
 def partitions_start(

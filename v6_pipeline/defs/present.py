@@ -22,12 +22,12 @@ import dagster as dg
 
 from v6_pipeline.defs.checks import ASSET, NAKED_CHECK
 from v6_pipeline.defs.dead_runs import IN_FLIGHT
+from v6_pipeline.defs.partitions import is_range_run
 
 ORIGIN = "judged_by_run"  # metadata: the live run whose judgment an evaluation states
 RESTATED = "restated_by_run"
 _HISTORY = 20  # executions looked through for the newest one that tells the present
 _EVALUATED = {"SUCCEEDED", "FAILED"}  # an execution record's status once evaluated
-_RANGE_TAGS = {"dagster/backfill", "dagster/asset_partition_range_start"}
 
 
 def restate_present(context: dg.AssetExecutionContext, checks: list[str]) -> list[str]:
@@ -70,7 +70,7 @@ def _present(
         run = instance.get_run_by_id(record.run_id)
         if run is None or run.status in IN_FLIGHT:
             return None  # being judged now: that judgment is the present
-        if run.status == dg.DagsterRunStatus.FAILURE and not _RANGE_TAGS & set(run.tags):
+        if run.status == dg.DagsterRunStatus.FAILURE and not is_range_run(run.tags):
             return dg.AssetCheckEvaluation(
                 asset_key=key.asset_key,
                 check_name=check,

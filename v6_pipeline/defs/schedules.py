@@ -4,7 +4,7 @@ import dagster as dg
 
 from v6_pipeline.defs.dead_runs import live_runs
 from v6_pipeline.defs.jobs import lake_maintenance_job, reconciliation_job
-from v6_pipeline.defs.partitions import last_closed_window, window_key
+from v6_pipeline.defs.partitions import is_range_run, last_closed_window, window_key
 
 
 @dg.schedule(
@@ -34,7 +34,7 @@ def reconciliation_schedule(
 
 def _one_window(run: dg.DagsterRun) -> bool:
     """A run of one window (scheduled or by hand), not a backfill of stored snapshots."""
-    return not ({"dagster/backfill", "dagster/asset_partition_range_start"} & set(run.tags))
+    return not is_range_run(run.tags)
 
 
 lake_maintenance_schedule = dg.ScheduleDefinition(
